@@ -1,0 +1,63 @@
+"""``finops-tags demo``: an emulated AWS organization scanned through the real pipeline.
+
+The emulator (moto's server) runs in this process on 127.0.0.1; the scan goes through the same
+submit -> Celery shards -> database -> finalize path as production, then the gateway keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from services.config import Settings
+from services.schemas import ScanRequest
+
+
+def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[..., None],
+             wait: Callable[..., Any], serve: Callable[..., None], console: Console) -> None:
+    from api.context import get_runtime
+    from scanner.emulator.demo_estate import seed_demo_organization
+    from scanner.emulator.server import EmulatorServer, aws_env
+    from services import scans
+
+    emulator = EmulatorServer()
+    emulator.start()
+    try:
+        # boto3 in this process (and any subprocess) talks to the emulator with fake keys, never to AWS.
+        os.environ.update(aws_env(emulator.endpoint_url))
+        console.print(f"AWS emulator on {emulator.endpoint_url}; seeding the demo organization...", highlight=False)
+        estate = seed_demo_organization(emulator.endpoint_url)
+        console.print(f"seeded {estate.expected_resource_count} resources in {len(estate.member_account_ids)} accounts "
+                      f"x {len(estate.regions)} regions", highlight=False)
+        base = Settings()
+        home = base.home / "demo"
+        shutil.rmtree(home, ignore_errors=True)  # the emulator is new each run, so is its history
+        settings = Settings(home=home, aws_endpoint_url=emulator.endpoint_url, database_url=None,
+                            accounts=list(estate.member_account_ids), regions=list(estate.regions))
+        rt = get_runtime(settings)
+        request = ScanRequest(accounts=list(estate.member_account_ids), regions=list(estate.regions))
+        scan_id = scans.submit(rt, request, requested_by="demo")
+        console.print(f"scan {scan_id} submitted", highlight=False)
+        result = wait(rt, scan_id, timeout=900)
+        render(rt, result, fmt, None)
+        if once:
+            return
+
+        def announce(bound: int) -> None:
+            url = f"http://{host}:{bound}/mcp/"
+            snippet = {"mcpServers": {"finops-tag-compliance": {"command": "npx", "args": ["-y", "mcp-remote", url]}}}
+            console.print(f"\n[bold]Gateway ready[/]: REST http://{host}:{bound}/docs   MCP (streamable HTTP) {url}",
+                          highlight=False)
+            console.print("Claude Code:    claude mcp add --transport http finops " + url, highlight=False)
+            console.print("Claude Desktop (claude_desktop_config.json):\n" + json.dumps(snippet, indent=2),
+                          highlight=False, markup=False)
+            console.print("Press Ctrl+C to stop.", highlight=False)
+
+        serve(settings, host, port, on_started=announce)
+    finally:
+        emulator.stop()

@@ -1,0 +1,100 @@
+"""The FastAPI gateway: REST under /v1, /health, /metrics, OpenAPI at /docs, and MCP at /mcp/."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.http import routes
+from api.mcp.server import build_mcp_server
+from services import audit, metrics
+from services.errors import AppError
+from services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Callable[[], Runtime], *, host: str = "127.0.0.1") -> FastAPI:
+    """Build the gateway. ``runtime`` returns the process' Runtime (built at start-up); ``host`` is the
+    bind address (DNS-rebinding protection of /mcp/ is on for loopback binds)."""
+    mcp = build_mcp_server(runtime, principal="http")
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/", host=host)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(runtime)  # migrate + start the embedded worker before serving
+        async with mcp.session_manager.run():
+            yield
+
+    app = FastAPI(title="finops-tag-compliance", version="0.1.0", lifespan=lifespan,
+                  description="Tag compliance across a cloud estate. MCP over streamable HTTP is at /mcp/ "
+                              "(note the trailing slash).")
+    app.state.runtime = runtime
+
+    @app.exception_handler(AppError)
+    async def app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content={"error": exc.to_dict()})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+                     "message": str(e["msg"]).removeprefix("Value error, ")} for e in exc.errors()]
+        first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+        return JSONResponse(status_code=422, content={"error": {
+            "code": "invalid_input", "message": first["message"], "field": first["field"],
+            "fix": "correct the listed fields; the schema is at /docs", "details": problems}})
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        correlation = uuid.uuid4().hex[:12]
+        log.error("unhandled error (correlation id %s)", correlation, exc_info=exc)
+        return JSONResponse(status_code=500, content={"error": {
+            "code": "internal_error", "message": f"internal error; correlation id {correlation}"}})
+
+    @app.middleware("http")
+    async def audit_calls(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        path = request.url.path
+        if path.startswith("/v1/"):
+            elapsed = time.perf_counter() - started
+            route = request.scope.get("route")
+            name = getattr(route, "path", path)
+            metrics.TOOL_SECONDS.labels(channel="http", name=f"{request.method} {name}").observe(elapsed)
+            with contextlib.suppress(Exception):
+                rt = runtime()
+                params = dict(request.query_params) | {"path": path}
+                await anyio.to_thread.run_sync(lambda: audit.record(
+                    rt.db, principal="anonymous", channel="http", action=f"{request.method} {name}",
+                    parameters=params, outcome=str(response.status_code), duration_ms=elapsed * 1000))
+        return response
+
+    app.include_router(routes.scans_router)
+    app.include_router(routes.policy_router)
+    app.include_router(routes.resources_router)
+    app.include_router(routes.ops_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(rt: Annotated[Runtime, Depends(routes.get_runtime)]) -> Response:
+        routes.refresh_db_gauges(rt)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/mcp", include_in_schema=False)
+    @app.get("/mcp", include_in_schema=False)
+    def mcp_slash() -> RedirectResponse:
+        # Streamable HTTP lives at /mcp/; keep the POST body on redirect (307).
+        return RedirectResponse("/mcp/", status_code=307)
+
+    app.mount("/mcp", mcp_app)
+    return app
+

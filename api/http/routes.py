@@ -1,0 +1,172 @@
+"""REST routers: a router per resource, thin over the service functions the MCP tools use too."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Gauge
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from services import findings, scans, validation
+from services.db.models import ScanRow, ScanShardRow
+from services.errors import AppError
+from services.policy_store import active_policy
+from services.runtime import Runtime
+from services.schemas import ScanRequest, ScanResult, ScanSummary, ViolationFilters, ViolationPage
+
+
+async def get_runtime(request: Request) -> Runtime:
+    import anyio
+
+    runtime: Runtime = await anyio.to_thread.run_sync(request.app.state.runtime)
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+scans_router = APIRouter(prefix="/v1/scans", tags=["scans"])
+policy_router = APIRouter(prefix="/v1/policy", tags=["policy"])
+resources_router = APIRouter(prefix="/v1/resources", tags=["resources"])
+ops_router = APIRouter(tags=["operations"])
+
+
+@scans_router.post("", status_code=202, response_model=ScanResult)
+def submit_scan(rt: RuntimeDep, body: ScanRequest,
+                wait: Annotated[float, Query(ge=0, le=55, description="Seconds to wait for the result")] = 0,
+                ) -> ScanResult:
+    """Start a scan. Answers 202 with the scan_id at once (or after ``wait`` seconds with the result)."""
+    scan_id = scans.submit(rt, body, requested_by="anonymous")
+    deadline = time.monotonic() + wait
+    while True:
+        result = scans.get_scan(rt, scan_id)
+        if result.status in ("succeeded", "partial", "failed", "cancelled") or time.monotonic() >= deadline:
+            return result
+        time.sleep(0.25)
+
+
+@scans_router.get("", response_model=list[ScanSummary])
+def list_scans(rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+               status: Annotated[Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"] | None,
+                                 Query()] = None) -> list[ScanSummary]:
+    return scans.list_scans(rt, limit=limit, status=status)
+
+
+@scans_router.get("/{scan_id}", response_model=ScanResult)
+def get_scan(rt: RuntimeDep, scan_id: str,
+             violations_limit: Annotated[int, Query(ge=0, le=1000)] = 25) -> ScanResult:
+    """Status, progress and (once finished) the result, with the first page of violations."""
+    return scans.get_scan(rt, scan_id, violations_limit=violations_limit)
+
+
+@scans_router.get("/{scan_id}/violations", response_model=ViolationPage)
+def list_violations(
+    rt: RuntimeDep, scan_id: str,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    severity: Annotated[Literal["error", "warning"] | None, Query()] = None,
+    resource_type: Annotated[str | None, Query()] = None,
+    account_id: Annotated[str | None, Query()] = None,
+    region: Annotated[str | None, Query()] = None,
+    tag_name: Annotated[str | None, Query()] = None,
+    violation_type: Annotated[Literal["missing_required_tag", "invalid_value", "invalid_format", "wrong_key_case",
+                                      "prohibited_tag", "naming_rule"] | None, Query()] = None,
+) -> ViolationPage:
+    filters = ViolationFilters(severity=severity, resource_type=resource_type, account_id=account_id,
+                               region=region, tag_name=tag_name, violation_type=violation_type)
+    return scans.list_violations(rt, scan_id, filters=filters, cursor=cursor, limit=limit)
+
+
+@scans_router.get("/{scan_id}/untagged", response_model=findings.UntaggedResources)
+def untagged(rt: RuntimeDep, scan_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+             resource_type: Annotated[list[str] | None, Query()] = None,
+             region: Annotated[list[str] | None, Query()] = None) -> findings.UntaggedResources:
+    return findings.untagged_resources(rt, scan_id, resource_types=resource_type, regions=region, limit=limit)
+
+
+@scans_router.post("/{scan_id}/cancel", response_model=ScanResult)
+def cancel(rt: RuntimeDep, scan_id: str) -> ScanResult:
+    return scans.cancel_scan(rt, scan_id)
+
+
+class PolicyOut(BaseModel):
+    version: str
+    version_label: str
+    source: str
+    policy: dict[str, Any]
+
+
+@policy_router.get("", response_model=PolicyOut)
+def get_policy(rt: RuntimeDep) -> PolicyOut:
+    pv = active_policy(rt.db, rt.settings.policy_path)
+    return PolicyOut(version=pv.id, version_label=pv.version_label, source=pv.source,
+                     policy=pv.policy.model_dump(mode="json"))
+
+
+class ValidateBody(BaseModel):
+    resource_arns: list[str] = Field(description="1 to 100 resource ARNs")
+
+
+@resources_router.post("/validate", response_model=validation.ValidationResult)
+def validate(rt: RuntimeDep, body: ValidateBody) -> validation.ValidationResult:
+    return validation.validate_resource_tags(rt, body.resource_arns)
+
+
+@ops_router.get("/health")
+def health(rt: RuntimeDep) -> JSONResponse:
+    """Database, broker and policy. 503 when the database or broker cannot be reached."""
+    checks: dict[str, Any] = {"mode": rt.settings.mode}
+    ok = True
+    try:
+        rt.db.ping()
+        checks["database"] = {"status": "ok", "backend": rt.db.engine.dialect.name}
+    except AppError as exc:
+        ok = False
+        checks["database"] = {"status": "unavailable", "message": exc.message}
+    checks["broker"] = _broker_health(rt)
+    ok = ok and checks["broker"]["status"] == "ok"
+    try:
+        pv = active_policy(rt.db, rt.settings.policy_path)
+        checks["policy"] = {"status": "ok", "source": pv.source, "version": pv.id, "label": pv.version_label}
+    except AppError as exc:
+        ok = False
+        checks["policy"] = {"status": "invalid", "message": exc.message}
+    return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
+
+
+def _broker_health(rt: Runtime) -> dict[str, Any]:
+    if rt.settings.embedded_worker:
+        return {"status": "ok", "kind": "embedded"}
+    from kombu import Connection
+
+    try:
+        with Connection(rt.settings.effective_broker_url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"status": "ok", "kind": conn.transport_cls if isinstance(conn.transport_cls, str) else "broker"}
+    except Exception:
+        return {"status": "unavailable", "message": "the broker cannot be reached"}
+
+
+SCANS_BY_STATUS = Gauge("finops_scans", "Scans in the database by status", ["status"])
+SHARDS_BY_STATUS = Gauge("finops_shards", "Shards in the database by status", ["status"])
+SHARD_API_CALLS = Gauge("finops_shard_api_calls", "Cloud API calls recorded by all workers' shards")
+SHARD_RETRIES = Gauge("finops_shard_api_retries", "Cloud API retries recorded by all workers' shards")
+
+
+def refresh_db_gauges(rt: Runtime) -> None:
+    """Totals across every worker, read from the database at scrape time."""
+    try:
+        with rt.db.session() as s:
+            for status, n in s.execute(select(ScanRow.status, func.count()).group_by(ScanRow.status)):
+                SCANS_BY_STATUS.labels(status=status).set(n)
+            for status, n in s.execute(select(ScanShardRow.status, func.count()).group_by(ScanShardRow.status)):
+                SHARDS_BY_STATUS.labels(status=status).set(n)
+            calls, retries = s.execute(select(func.coalesce(func.sum(ScanShardRow.api_calls), 0),
+                                              func.coalesce(func.sum(ScanShardRow.retries), 0))).one()
+            SHARD_API_CALLS.set(calls)
+            SHARD_RETRIES.set(retries)
+    except AppError:
+        pass  # /metrics still answers with the process counters when the database is down

@@ -1,0 +1,1 @@
+"""MCP server: the tools over the same service functions as REST."""

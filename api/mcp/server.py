@@ -1,0 +1,281 @@
+"""The MCP server. Tool names and parameters stay compatible with the existing open-source
+tag-compliance MCP server; everything new is additive. Each tool is a thin shell over the same service
+functions the REST API uses. Descriptions are written for the model that calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from services import audit, findings, metrics, scans, validation
+from services.errors import AppError, InvalidInput, NotImplementedYet
+from services.policy_store import active_policy
+from services.runtime import Runtime
+from services.schemas import ScanRequest, ScanResult, ScanSummary, ViolationFilters, ViolationPage
+from services.schemas import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INSTRUCTIONS = """\
+Tag compliance for a cloud estate (AWS accounts and regions). Typical flow: call check_tag_compliance;
+if it answers with status 'queued' or 'running', the scan continues in the background: call
+get_scan_status with the scan_id until the status is succeeded, partial or failed. Read
+data_quality on every answer: 'partial' means some accounts, regions or types could not be read and
+the numbers cover only the rest. Use list_violations with next_cursor to page through violations."""
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True)
+# Starting a scan writes a job row but changes nothing in the cloud.
+STARTS_SCAN = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+
+
+class ScanFilters(BaseModel):
+    """Where to look."""
+
+    regions: list[str] | None = Field(default=None, description="Region names, e.g. ['us-east-1']. Omit for all.")
+    accounts: list[str] | None = Field(default=None, description="12-digit account ids, or ['all'] for the "
+                                       "whole organization. Omit for the configured accounts.")
+
+
+class ScanList(BaseModel):
+    scans: list[ScanSummary]
+
+
+class PolicyAnswer(BaseModel):
+    version: str = Field(description="Content hash identifying this policy version.")
+    version_label: str
+    source: str
+    policy: dict[str, Any]
+
+
+Severity = Literal["all", "errors_only", "warnings_only"]
+_SEVERITY = {"all": None, "errors_only": "error", "warnings_only": "warning"}
+
+
+def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local") -> MCPServer:
+    """Build the server; ``runtime`` is called lazily so that listing tools needs no database."""
+    mcp = MCPServer(name="finops-tag-compliance", instructions=INSTRUCTIONS, version="0.1.0")
+
+    async def call(name: str, params: dict[str, Any], fn: Callable[[], T]) -> T:
+        return await _guarded(runtime, principal, name, params, lambda: anyio.to_thread.run_sync(fn))
+
+    async def wait_for(ctx: Context | None, scan_id: str, wait_seconds: float | None, *, limit: int,
+                       filters: ViolationFilters) -> ScanResult:
+        rt = await anyio.to_thread.run_sync(runtime)
+        budget = min(rt.settings.tool_wait_seconds if wait_seconds is None else max(0.0, wait_seconds),
+                     rt.settings.tool_wait_seconds)
+        deadline = time.monotonic() + budget
+        while True:
+            result = await anyio.to_thread.run_sync(
+                lambda: scans.get_scan(rt, scan_id, violations_limit=limit, filters=filters))
+            if ctx is not None:
+                p = result.progress
+                await _progress(ctx, p.shards_done, p.shards_total,
+                                f"{p.shards_done}/{p.shards_total} shards, {p.resources_found} resources")
+            if result.status in TERMINAL_STATUSES or time.monotonic() >= deadline:
+                return result
+            await anyio.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+
+    @mcp.tool(annotations=STARTS_SCAN)
+    async def check_tag_compliance(
+        resource_types: Annotated[list[str] | None, Field(description=(
+            "Resource types such as ['ec2:instance', 's3:bucket']. Omit for every supported type; ['all'] also "
+            "adds other tagged resource types found through the tagging API."))] = None,
+        filters: Annotated[ScanFilters | None, Field(description="Optional regions and accounts.")] = None,
+        severity: Annotated[Severity, Field(description=(
+            "Which violations to list: all, errors_only or warnings_only. Never changes the score."))] = "all",
+        store_snapshot: Annotated[bool, Field(description=(
+            "Kept for compatibility: every scan is stored and feeds history."))] = False,
+        force_refresh: Annotated[bool, Field(description=(
+            "Kept for compatibility: without scan_id every call runs a fresh scan."))] = False,
+        scan_id: Annotated[str | None, Field(description=(
+            "Read an existing scan (finished or running) instead of starting one."))] = None,
+        wait_seconds: Annotated[float | None, Field(description=(
+            "How long to wait for the scan before answering with its progress (0-45, default 45)."))] = None,
+        ctx: Context | None = None,
+    ) -> ScanResult:
+        """Scan resources and check their tags against the tagging policy. Returns the compliance score
+        (compliant / in-scope resources), counts, breakdowns by account, region, type and tag, the top 25
+        violations with fix suggestions, and data_quality. Long scans answer with status 'running' and a
+        scan_id; poll get_scan_status with it."""
+        params = {"resource_types": resource_types, "filters": filters.model_dump() if filters else None,
+                  "severity": severity, "scan_id": scan_id, "wait_seconds": wait_seconds}
+        vfilter = ViolationFilters(severity=_SEVERITY[severity])
+
+        async def body() -> ScanResult:
+            rt = await anyio.to_thread.run_sync(runtime)
+            sid = scan_id
+            if sid is None:
+                request = _scan_request(resource_types, filters.regions if filters else None,
+                                        filters.accounts if filters else None, force_refresh)
+                sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
+            return await wait_for(ctx, sid, wait_seconds, limit=25, filters=vfilter)
+
+        return await _guarded(runtime, principal, "check_tag_compliance", params, body)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_scan_status(
+        scan_id: Annotated[str, Field(description="The scan_id returned by check_tag_compliance.")],
+        wait_seconds: Annotated[float, Field(description="Wait up to this long (0-45) for it to finish.")] = 0,
+        ctx: Context | None = None,
+    ) -> ScanResult:
+        """Status and progress of a scan (shards done/total, resources found), and its result once
+        finished: score, counts, breakdowns, top 25 violations and data_quality."""
+        return await _guarded(runtime, principal, "get_scan_status", {"scan_id": scan_id},
+                              lambda: wait_for(ctx, scan_id, wait_seconds, limit=25, filters=ViolationFilters()))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_scans(
+        limit: Annotated[int, Field(ge=1, le=100, description="How many recent scans (1-100).")] = 20,
+        status: Annotated[Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"] | None,
+                          Field(description="Only scans with this status.")] = None,
+    ) -> ScanList:
+        """Recent scans, newest first, with status, score and data quality."""
+        return await call("list_scans", {"limit": limit, "status": status},
+                          lambda: ScanList(scans=scans.list_scans(runtime(), limit=limit, status=status)))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_violations(
+        scan_id: Annotated[str, Field(description="The scan to read.")],
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous answer.")] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="Page size (1-100).")] = 50,
+        severity: Annotated[Literal["error", "warning"] | None, Field(description="Only this severity.")] = None,
+        resource_type: Annotated[str | None, Field(description="Only this type, e.g. ec2:instance.")] = None,
+        account_id: Annotated[str | None, Field(description="Only this account.")] = None,
+        region: Annotated[str | None, Field(description="Only this region.")] = None,
+        tag_name: Annotated[str | None, Field(description="Only violations of this tag.")] = None,
+    ) -> ViolationPage:
+        """Page through a scan's violations (errors first). Pass next_cursor back to get the next page."""
+        params = {"scan_id": scan_id, "cursor": cursor, "limit": limit, "severity": severity,
+                  "resource_type": resource_type, "account_id": account_id, "region": region, "tag_name": tag_name}
+        return await call("list_violations", params, lambda: scans.list_violations(
+            runtime(), scan_id, cursor=cursor, limit=limit,
+            filters=ViolationFilters(severity=severity, resource_type=resource_type, account_id=account_id,
+                                     region=region, tag_name=tag_name)))
+
+    @mcp.tool(annotations=STARTS_SCAN)
+    async def find_untagged_resources(
+        resource_types: Annotated[list[str] | None, Field(description=(
+            "Types to check, e.g. ['ec2:instance']. Omit for every supported type."))] = None,
+        regions: Annotated[list[str] | None, Field(description="Regions to check. Omit for all.")] = None,
+        include_costs: Annotated[bool, Field(description="Not available in this build; leave false.")] = False,
+        min_cost_threshold: Annotated[float | None, Field(description="Not available in this build.")] = None,
+        scan_id: Annotated[str | None, Field(description="Read this scan instead of starting one.")] = None,
+        wait_seconds: Annotated[float | None, Field(description="Wait budget in seconds (0-45).")] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="How many resources to list (1-100).")] = 25,
+        ctx: Context | None = None,
+    ) -> findings.UntaggedResources:
+        """Resources missing at least one required tag, including resources that were never tagged
+        (found through each service's own listing, not only the tagging API). Never-tagged first."""
+        params = {"resource_types": resource_types, "regions": regions, "include_costs": include_costs,
+                  "min_cost_threshold": min_cost_threshold, "scan_id": scan_id}
+
+        async def body() -> findings.UntaggedResources:
+            if include_costs or min_cost_threshold is not None:
+                raise NotImplementedYet("cost data is not available in this build", field="include_costs",
+                                        fix="call again with include_costs=false and no min_cost_threshold")
+            rt = await anyio.to_thread.run_sync(runtime)
+            sid = scan_id
+            if sid is None:
+                request = _scan_request(resource_types, regions, None, False)
+                sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
+            await wait_for(ctx, sid, wait_seconds, limit=0, filters=ViolationFilters())
+            return await anyio.to_thread.run_sync(lambda: findings.untagged_resources(
+                rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
+                regions=regions, limit=limit))
+
+        return await _guarded(runtime, principal, "find_untagged_resources", params, body)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def validate_resource_tags(
+        resource_arns: Annotated[list[str], Field(description="1 to 100 full resource ARNs to check now.")],
+    ) -> validation.ValidationResult:
+        """Check specific resources by ARN against the tagging policy right now, with every violation
+        and a suggested fix."""
+        return await call("validate_resource_tags", {"resource_arns": resource_arns},
+                          lambda: validation.validate_resource_tags(runtime(), resource_arns))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_tagging_policy() -> PolicyAnswer:
+        """The tagging policy in force: required and optional tags, allowed values (a '*' in a value is a
+        wildcard), formats, which resource types each applies to, and naming rules."""
+
+        def read() -> PolicyAnswer:
+            rt = runtime()
+            pv = active_policy(rt.db, rt.settings.policy_path)
+            return PolicyAnswer(version=pv.id, version_label=pv.version_label, source=pv.source,
+                                policy=pv.policy.model_dump(mode="json"))
+
+        return await call("get_tagging_policy", {}, read)
+
+    @mcp.resource("scan://{scan_id}/summary", mime_type="application/json")
+    def scan_summary(scan_id: str) -> str:
+        """A finished or running scan's result without the violation list."""
+        return scans.get_scan(runtime(), scan_id, violations_limit=0).model_dump_json(indent=2)
+
+    return mcp
+
+
+def _scan_request(resource_types: list[str] | None, regions: list[str] | None, accounts: list[str] | None,
+                  force_refresh: bool) -> ScanRequest:
+    try:
+        return ScanRequest(resource_types=resource_types, regions=regions, accounts=accounts,  # type: ignore[arg-type]
+                           force_refresh=force_refresh)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "request"
+        raise InvalidInput(err["msg"].removeprefix("Value error, "), field=field,
+                           fix="see the tool's parameter descriptions") from None
+
+
+async def _progress(ctx: Context, done: int, total: int, message: str) -> None:
+    try:
+        await ctx.report_progress(done, total or None, message)
+    except Exception:  # a client that sent no progress token: nothing to report to
+        log.debug("progress not delivered", exc_info=True)
+
+
+async def _guarded(runtime: Callable[[], Runtime], principal: str, name: str, params: dict[str, Any],
+                   body: Callable[[], Awaitable[T]]) -> T:
+    """Run a tool body: AppErrors become ToolErrors the model can read; anything else becomes a
+    sanitized internal error with a correlation id. Every call is audited and timed."""
+    correlation = uuid.uuid4().hex[:12]
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        return await body()
+    except AppError as exc:
+        outcome = exc.code
+        metrics.TOOL_ERRORS.labels(channel="mcp", name=name, code=exc.code).inc()
+        raise ToolError(str(exc)) from None
+    except ValidationError as exc:
+        outcome = "invalid_input"
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or name
+        raise ToolError(f"{field}: {err['msg']}") from None
+    except Exception:
+        outcome = "internal_error"
+        log.exception("tool %s failed (correlation id %s)", name, correlation)
+        metrics.TOOL_ERRORS.labels(channel="mcp", name=name, code="internal_error").inc()
+        raise ToolError(f"internal error while running {name}; nothing was changed. "
+                        f"Correlation id {correlation} (see the server log).") from None
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.TOOL_SECONDS.labels(channel="mcp", name=name).observe(elapsed)
+        try:
+            rt = runtime()
+            await anyio.to_thread.run_sync(lambda: audit.record(
+                rt.db, principal=principal, channel="mcp", action=name, parameters=params, outcome=outcome,
+                duration_ms=elapsed * 1000, correlation_id=correlation))
+        except Exception:
+            log.warning("audit skipped for %s: runtime unavailable", name)

@@ -1,0 +1,1 @@
+"""Pure tagging-policy domain: models, loading, evaluation. No I/O, imports nothing of the project."""

@@ -1,0 +1,502 @@
+"""Evaluate resources against a compiled tagging policy. Pure: no I/O, no clock, no randomness.
+
+Semantics (each one is pinned by a unit test):
+
+* Scope. A resource is in scope when at least one REQUIRED tag applies to its type (a rule with an
+  empty ``applies_to`` applies to every type; ``service:*`` covers a whole service; types compare
+  ignoring case). Out-of-scope resources get no violations at all and do not count in the score.
+  Only rules that apply to the resource's type are checked on it.
+* ``missing_required_tag``: the key is absent, or present with an empty (or blank) value.
+* ``wrong_key_case``: with ``case_sensitivity`` true, a key equal to a policy tag name only when case
+  is ignored (``costcenter`` for ``CostCenter``) is reported as such, not also as missing, and its
+  value is still checked. With ``case_sensitivity`` false such keys satisfy the rule silently and
+  allowed values compare ignoring case (a ``validation_regex`` is applied as written either way).
+* ``invalid_value`` / ``invalid_format``: the value is not in ``allowed_values`` (one ``*`` wildcard
+  per value honoured) / does not fully match ``validation_regex``. A rule with both reports each
+  failure. Optional tags are checked the same way when present; absent optional tags are fine.
+* ``prohibited_tag``: a key matching a ``prohibited_tags`` pattern (ignoring case).
+* ``naming_rule``: key or value too long, more than ``max_tags`` user tags (keys under ``aws:`` are
+  not counted, as AWS does not count them), a key under the reserved ``aws:`` prefix, and, with
+  ``allow_special_characters`` false, characters other than letters, digits, spaces and
+  ``_ . : / = + - @`` in a key or value.
+* Severity: required/optional tag violations carry the rule's severity, ``prohibited_tag`` is
+  ``error``, ``naming_rule`` is ``warning``. Severity is for triage only and NEVER changes the
+  score: a resource with any violation, error or warning, is non-compliant.
+* Score: compliant / in-scope resources; 1.0 when nothing is in scope.
+* ``rule_id`` is ``"{violation_type}:{tag_name}"``, with a suffix where one key can break several
+  naming rules (``naming_rule:Owner:value_length``), so it is unique per resource and stable across
+  runs. Violations come out in a deterministic order: rules in policy order, then keys sorted.
+
+Speed: every resource first takes a fast path that only does dictionary and set lookups against
+caches of keys and values already known to be fine (per resource type, bounded in size). Only when
+that path sees something unknown or wrong does the full check run and build violations. Caches are
+filled while evaluating; concurrent use of one CompiledPolicy from several threads is safe under the
+GIL (a lost race only means a value is checked twice).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from policies.matching import ValueMatcher, WildcardPattern, closest_key, closest_value, suggest_format_fix
+from policies.models import Resource, Severity, Violation, ViolationType
+from policies.policy import RESERVED_PREFIX, Policy, TagRule, applies_to_type
+
+__all__ = [
+    "CompiledPolicy",
+    "CompiledRule",
+    "Evaluation",
+    "ResourceEvaluation",
+    "compile_policy",
+    "compliance_score",
+    "evaluate",
+    "evaluate_resource",
+]
+
+_NO_VIOLATIONS: tuple[Violation, ...] = ()
+# Each known-good cache stops growing here, so unbounded distinct values (emails, resource names)
+# cannot grow memory without limit; past the cap values are simply checked every time.
+_CACHE_LIMIT = 65_536
+# Characters AWS accepts in keys and values across all services: letters and numbers in any script
+# (\w is isalnum() plus "_"), Unicode space separators, and _ . : / = + - @.
+_BAD_CHARS = re.compile(r"[^\w .:/=+\-@\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+_ALLOWED_CHARS_TEXT = "letters, digits, spaces and _ . : / = + - @"
+_MAX_LISTED = 10
+
+
+def _fmt_values(values: Iterable[str]) -> str:
+    """Allowed values for a message; long lists are cut, the Violation carries them all."""
+    vals = list(values)
+    shown = ", ".join(vals[:_MAX_LISTED])
+    return shown + (f" (and {len(vals) - _MAX_LISTED} more)" if len(vals) > _MAX_LISTED else "")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sanitise(text: str) -> str:
+    return _BAD_CHARS.sub("-", text).strip("-") or "-"
+
+
+class CompiledRule:
+    """One tag rule ready for evaluation: matchers built, plus a bounded cache of accepted values."""
+
+    __slots__ = ("allowed", "allowed_list", "allowed_text", "applies_to", "description", "folded",
+                 "format_hints", "known_good", "matcher", "missing_hints", "name", "regex", "required",
+                 "severity", "value_hints")
+
+    def __init__(self, rule: TagRule, *, required: bool, case_sensitive: bool) -> None:
+        self.name = rule.name
+        self.folded = rule.name.casefold()
+        self.required = required
+        self.severity = rule.severity
+        self.description = rule.description
+        self.applies_to = tuple(rule.applies_to)
+        self.allowed: tuple[str, ...] | None = tuple(rule.allowed_values) if rule.allowed_values else None
+        self.matcher = (ValueMatcher(self.allowed, case_sensitive=case_sensitive)
+                        if self.allowed is not None else None)
+        self.regex = re.compile(rule.validation_regex) if rule.validation_regex else None
+        self.known_good: set[str] = set()
+        # Suggestions cost a fuzzy match; bad values and key sets repeat across an estate, so they
+        # are remembered (bounded like the other caches).
+        self.value_hints: dict[str, str | None] = {}
+        self.format_hints: dict[str, str | None] = {}
+        self.missing_hints: dict[tuple[str, ...], str] = {}
+        self.allowed_list = _fmt_values(self.allowed) if self.allowed is not None else ""
+        if self.allowed is not None:
+            self.allowed_text = f"; allowed: {self.allowed_list}"
+        elif self.regex is not None:
+            self.allowed_text = f"; required format: {self.regex.pattern}"
+        else:
+            self.allowed_text = ""
+
+    def accepts(self, value: str) -> bool:
+        """Whether ``value`` satisfies this rule (blank never satisfies a required rule)."""
+        if self.required and not value.strip():
+            return False
+        if self.matcher is not None and not self.matcher.matches(value):
+            return False
+        return self.regex is None or self.regex.fullmatch(value) is not None
+
+    def learn(self, value: str) -> bool:
+        """:meth:`accepts`, remembering accepted values so the next lookup is a set hit."""
+        ok = self.accepts(value)
+        if ok and len(self.known_good) < _CACHE_LIMIT:
+            self.known_good.add(value)
+        return ok
+
+
+class _RuleSet:
+    """The rules that apply to one resource type, with that type's cache of unproblematic keys."""
+
+    __slots__ = ("exact", "fast_optional", "fast_required", "folded", "good_keys", "optional", "policy",
+                 "required", "rules")
+
+    def __init__(self, policy: CompiledPolicy, required: tuple[CompiledRule, ...],
+                 optional: tuple[CompiledRule, ...]) -> None:
+        self.policy = policy
+        self.required = required
+        self.optional = optional
+        self.rules = required + optional
+        self.folded: dict[str, CompiledRule] = {r.folded: r for r in self.rules}
+        self.exact = frozenset(r.name for r in self.rules)
+        self.fast_required = tuple((r.name, r.known_good, r.learn) for r in required)
+        self.fast_optional = tuple((r.name, r.known_good, r.learn) for r in optional)
+        self.good_keys: set[str] = set()
+
+    def learn_key(self, key: str) -> bool:
+        """Whether ``key`` alone can never cause a violation on this type (cached when true).
+
+        A case variant of a rule's name is never "good" even when case is ignored: the fast path
+        reads values by exact name, so the variant's value must go through the full check.
+        """
+        p = self.policy
+        folded = key.casefold()
+        ok = (
+            len(key) <= p.max_key_length
+            and not folded.startswith(RESERVED_PREFIX)
+            and (p.allow_special_characters or _BAD_CHARS.search(key) is None)
+            and p.prohibited_pattern(key) is None
+            and ((rule := self.folded.get(folded)) is None or rule.name == key)
+        )
+        if ok and len(self.good_keys) < _CACHE_LIMIT:
+            self.good_keys.add(key)
+        return ok
+
+
+class CompiledPolicy:
+    """A :class:`Policy` prepared for fast evaluation. Build with :func:`compile_policy`; reuse it.
+
+    Rules per resource type are computed on first sight of the type and cached.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        naming = policy.tag_naming_rules
+        self.policy = policy
+        self.policy_hash = policy.content_hash()
+        self.case_sensitive = naming.case_sensitivity
+        self.allow_special_characters = naming.allow_special_characters
+        self.max_key_length = naming.max_key_length
+        self.max_value_length = naming.max_value_length
+        self.max_tags = policy.max_tags
+        cs = self.case_sensitive
+        self._required = tuple(CompiledRule(r, required=True, case_sensitive=cs)
+                               for r in policy.required_tags)
+        self._optional = tuple(CompiledRule(r, required=False, case_sensitive=cs)
+                               for r in policy.optional_tags)
+        # Every rule name, whatever the type: a key that names any rule is never "a key you misspelt".
+        self._all_folded = frozenset(r.folded for r in self._required + self._optional)
+        self._prohibited = tuple(WildcardPattern(p, case_sensitive=False) for p in policy.prohibited_tags)
+        self._by_type: dict[str, _RuleSet | None] = {}
+        # Values known to pass the character rule; None when that rule is off (nothing to check).
+        self._good_values: set[str] | None = None if self.allow_special_characters else set()
+        # With no limit the fast path compares against a number no mapping reaches.
+        self._fast_max_tags = self.max_tags if self.max_tags is not None else 1 << 62
+
+    # --- lookups --------------------------------------------------------------------------------
+
+    def _ruleset(self, resource_type: str) -> _RuleSet | None:
+        try:
+            return self._by_type[resource_type]
+        except KeyError:
+            pass
+        rs: _RuleSet | None = None
+        required = tuple(r for r in self._required if applies_to_type(r.applies_to, resource_type))
+        if required:
+            optional = tuple(r for r in self._optional if applies_to_type(r.applies_to, resource_type))
+            rs = _RuleSet(self, required, optional)
+        self._by_type[resource_type] = rs
+        return rs
+
+    def in_scope(self, resource_type: str) -> bool:
+        """Whether resources of ``resource_type`` are evaluated (some required tag applies)."""
+        return self._ruleset(resource_type) is not None
+
+    def rules_for(self, resource_type: str) -> tuple[CompiledRule, ...]:
+        """Rules checked on ``resource_type``: required ones, then optional ones, in policy order."""
+        rs = self._ruleset(resource_type)
+        return rs.rules if rs is not None else ()
+
+    def prohibited_pattern(self, key: str) -> str | None:
+        """The first prohibited pattern ``key`` matches (ignoring case), or ``None``."""
+        for p in self._prohibited:
+            if p.matches(key):
+                return p.pattern
+        return None
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def evaluate_resource(self, resource: Resource) -> ResourceEvaluation:
+        """Evaluate one resource; see :func:`evaluate_resource`."""
+        try:
+            rs = self._by_type[resource.resource_type]
+        except KeyError:
+            rs = self._ruleset(resource.resource_type)
+        if rs is None:
+            return ResourceEvaluation(resource, False, _NO_VIOLATIONS)
+        if self._fast_ok(rs, resource.tags):
+            return ResourceEvaluation(resource, True, _NO_VIOLATIONS)
+        return ResourceEvaluation(resource, True, self._check_all(rs, resource))
+
+    def _fast_ok(self, rs: _RuleSet, tags: Mapping[str, str]) -> bool:
+        """True only when the resource certainly has no violation; False means "run the full check".
+
+        Allocation-free: lookups in the caches, falling back to a check that fills them.
+        """
+        get = tags.get
+        for name, good, learn in rs.fast_required:
+            v = get(name)
+            if v is None or (v not in good and not learn(v)):
+                return False
+        for name, good, learn in rs.fast_optional:
+            v = get(name)
+            if v is not None and v not in good and not learn(v):
+                return False
+        if len(tags) > self._fast_max_tags:
+            return False
+        good_keys, learn_key = rs.good_keys, rs.learn_key
+        max_value = self.max_value_length
+        good_values = self._good_values
+        for k, v in tags.items():
+            if k not in good_keys and not learn_key(k):
+                return False
+            if len(v) > max_value:
+                return False
+            if good_values is not None and v not in good_values:
+                if _BAD_CHARS.search(v) is not None:
+                    return False
+                if len(good_values) < _CACHE_LIMIT:
+                    good_values.add(v)
+        return True
+
+    def _check_all(self, rs: _RuleSet, resource: Resource) -> tuple[Violation, ...]:
+        """The full check: every violation of ``resource`` in deterministic order."""
+        tags = resource.tags
+        keys = sorted(tags)
+        out: list[Violation] = []
+
+        def add(rule_id: str, tag_name: str, vtype: ViolationType, severity: Severity, current: str | None,
+                allowed: tuple[str, ...] | None, message: str, suggestion: str | None) -> None:
+            out.append(Violation(rule_id, resource.arn, resource.resource_id, resource.resource_type,
+                                 resource.account_id, resource.region, tag_name, vtype, severity, current,
+                                 allowed, message, suggestion))
+
+        # Keys that spell a rule's name only when case is ignored (costcenter), by folded name.
+        exact, folded_rules = rs.exact, rs.folded
+        variants: dict[str, list[str]] = {}
+        for k in keys:
+            if k not in exact:
+                folded = k.casefold()
+                if folded in folded_rules:
+                    variants.setdefault(folded, []).append(k)
+
+        for rule in rs.rules:
+            value = tags.get(rule.name)
+            found = variants.get(rule.folded) if variants else None
+            if found is None:
+                if value is None:
+                    if rule.required:
+                        self._report_missing(rule, tags, None, rule.name, add)
+                    continue
+                if value in rule.known_good or rule.learn(value):
+                    continue  # the value satisfies the rule: nothing to report
+            self._check_rule(rule, tags, value, found or [], add)
+        self._check_keys(rs, keys, tags, add)
+        return tuple(out)
+
+    def _check_rule(self, rule: CompiledRule, tags: Mapping[str, str], value: str | None,
+                    variants: list[str], add: Callable[..., None]) -> None:
+        """Check one rule given the exact key's value (or None) and the sorted case-variant keys."""
+        name = rule.name
+        if self.case_sensitive:
+            for i, k in enumerate(variants):
+                # One variant is the common case and keeps the plain id; extra ones are told apart.
+                rule_id = f"wrong_key_case:{name}" if i == 0 else f"wrong_key_case:{name}:{k}"
+                add(rule_id, name, ViolationType.WRONG_KEY_CASE, rule.severity, k, None,
+                    f"Tag key {k!r} should be spelled {name!r}; tag keys are case-sensitive",
+                    f"rename key {k!r} to {name!r}")
+        key = name
+        if value is None:
+            if not variants:
+                if rule.required:
+                    self._report_missing(rule, tags, None, name, add)
+                return
+            # No exact key: the first case variant stands in for it, so its value is still checked.
+            key = variants[0]
+            value = tags[key]
+        shown = repr(name) if key == name else f"{name!r} (key {key!r})"
+        if rule.required and not value.strip():
+            self._report_missing(rule, tags, value, shown, add)
+            return
+        if rule.matcher is not None and rule.allowed is not None and not rule.matcher.matches(value):
+            try:
+                guess = rule.value_hints[value]
+            except KeyError:
+                guess = closest_value(value, rule.allowed)
+                if len(rule.value_hints) < _CACHE_LIMIT:
+                    rule.value_hints[value] = guess
+            add(f"invalid_value:{name}", name, ViolationType.INVALID_VALUE, rule.severity, value,
+                rule.allowed,
+                f"Tag {shown} has value {value!r}, which is not allowed; allowed: {rule.allowed_list}"
+                + (f"; did you mean {guess!r}?" if guess else ""),
+                guess)
+        if rule.regex is not None and rule.regex.fullmatch(value) is None:
+            try:
+                fix = rule.format_hints[value]
+            except KeyError:
+                fix = suggest_format_fix(value, rule.regex)
+                if len(rule.format_hints) < _CACHE_LIMIT:
+                    rule.format_hints[value] = fix
+            add(f"invalid_format:{name}", name, ViolationType.INVALID_FORMAT, rule.severity, value, None,
+                f"Tag {shown} has value {value!r}, which does not match the required format "
+                f"{rule.regex.pattern}" + (f"; did you mean {fix!r}?" if fix else ""),
+                fix)
+
+    def _report_missing(self, rule: CompiledRule, tags: Mapping[str, str], value: str | None, shown: str,
+                        add: Callable[..., None]) -> None:
+        """missing_required_tag: absent (``value`` None) or present but blank."""
+        if value is None:
+            message = f"Required tag {rule.name!r} is missing{rule.allowed_text}"
+            # Keys unrelated to any rule are the candidates for "you probably meant this key".
+            unrelated = tuple(sorted(k for k in tags if k.casefold() not in self._all_folded))
+        else:
+            message = f"Required tag {shown} is present but empty{rule.allowed_text}"
+            unrelated = ()
+        add(f"missing_required_tag:{rule.name}", rule.name, ViolationType.MISSING_REQUIRED_TAG, rule.severity,
+            value, rule.allowed, message, self._missing_suggestion(rule, unrelated))
+
+    @staticmethod
+    def _missing_suggestion(rule: CompiledRule, unrelated: tuple[str, ...]) -> str:
+        hint = rule.missing_hints.get(unrelated)
+        if hint is None:
+            hint = CompiledPolicy._missing_hint(rule, unrelated)
+            if len(rule.missing_hints) < _CACHE_LIMIT:
+                rule.missing_hints[unrelated] = hint
+        return hint
+
+    @staticmethod
+    def _missing_hint(rule: CompiledRule, unrelated: tuple[str, ...]) -> str:
+        # A present key that looks like the missing one (cost_center, Env) is most likely the intent.
+        similar = closest_key(rule.name, unrelated)
+        if similar is not None:
+            return f"rename key {similar!r} to {rule.name!r}"
+        if rule.allowed is not None:
+            literals = [a for a in rule.allowed if a != "*"]
+            if literals:
+                return f"add tag {rule.name!r} with one of: {_fmt_values(literals)}"
+        if rule.regex is not None:
+            return f"add tag {rule.name!r} with a value matching {rule.regex.pattern}"
+        return f"add tag {rule.name!r}"
+
+    def _check_keys(self, rs: _RuleSet, keys: list[str], tags: Mapping[str, str],
+                    add: Callable[..., None]) -> None:
+        good_keys = rs.good_keys
+        good_values = self._good_values
+        max_value = self.max_value_length
+        user_tags = 0
+        for k in keys:
+            v = tags[k]
+            if k in good_keys:
+                # Known-good keys are never under aws: and break no key rule; only the value is left.
+                user_tags += 1
+            elif self._check_key(k, v, add):
+                user_tags += 1
+            if len(v) > max_value:
+                add(f"naming_rule:{k}:value_length", k, ViolationType.NAMING_RULE, Severity.WARNING, v, None,
+                    f"Tag {_clip(k)!r} has a value {len(v)} characters long; the maximum is {max_value}",
+                    f"shorten the value to at most {max_value} characters")
+            if good_values is not None and v not in good_values and _BAD_CHARS.search(v) is not None:
+                bad = " ".join(map(repr, sorted(set(_BAD_CHARS.findall(v)))))
+                add(f"naming_rule:{k}:value_characters", k, ViolationType.NAMING_RULE, Severity.WARNING, v,
+                    None, f"Tag {_clip(k)!r} has value {_clip(v)!r} with characters the policy does not "
+                    f"allow ({bad}); allowed: {_ALLOWED_CHARS_TEXT}", _sanitise(v))
+        if self.max_tags is not None and user_tags > self.max_tags:
+            add("naming_rule:*:max_tags", "*", ViolationType.NAMING_RULE, Severity.WARNING, str(user_tags),
+                None, f"Resource has {user_tags} user tags; the maximum is {self.max_tags}",
+                f"remove at least {user_tags - self.max_tags} tags")
+
+    def _check_key(self, k: str, v: str, add: Callable[..., None]) -> bool:
+        """Key-only rules for a key not known to be good; returns whether it counts as a user tag."""
+        warning, naming = Severity.WARNING, ViolationType.NAMING_RULE
+        shown = repr(_clip(k))
+        user_tag = not k.casefold().startswith(RESERVED_PREFIX)
+        if not user_tag:
+            add(f"naming_rule:{k}:reserved_prefix", k, naming, warning, v, None,
+                f"Tag key {shown} uses the prefix 'aws:', which AWS reserves for its own tags",
+                f"remove tag {k!r} or use a key without the 'aws:' prefix")
+        pattern = self.prohibited_pattern(k)
+        if pattern is not None:
+            add(f"prohibited_tag:{k}", k, ViolationType.PROHIBITED_TAG, Severity.ERROR, v, None,
+                f"Tag key {shown} is prohibited by the policy (matches {pattern!r})", f"remove tag {k!r}")
+        if len(k) > self.max_key_length:
+            add(f"naming_rule:{k}:key_length", k, naming, warning, v, None,
+                f"Tag key {shown} is {len(k)} characters long; the maximum is {self.max_key_length}",
+                f"shorten the key to at most {self.max_key_length} characters")
+        if not self.allow_special_characters and _BAD_CHARS.search(k) is not None:
+            bad = " ".join(map(repr, sorted(set(_BAD_CHARS.findall(k)))))
+            add(f"naming_rule:{k}:key_characters", k, naming, warning, v, None,
+                f"Tag key {shown} contains characters the policy does not allow ({bad}); "
+                f"allowed: {_ALLOWED_CHARS_TEXT}", f"rename key {k!r} to {_sanitise(k)!r}")
+        return user_tag
+
+
+@dataclass(slots=True)
+class ResourceEvaluation:
+    """The outcome for one resource. ``violations`` is empty for out-of-scope resources."""
+
+    resource: Resource
+    in_scope: bool
+    violations: tuple[Violation, ...]
+
+    @property
+    def compliant(self) -> bool:
+        """In scope and without any violation (warnings included)."""
+        return self.in_scope and not self.violations
+
+
+def compliance_score(compliant: int, in_scope: int) -> float:
+    """Compliant share of in-scope resources, 1.0 when nothing is in scope."""
+    return 1.0 if in_scope == 0 else compliant / in_scope
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """The outcome for a batch of resources, in input order, with its counts and score."""
+
+    results: list[ResourceEvaluation]
+    total: int
+    in_scope: int
+    compliant: int
+    score: float
+
+    def violations(self) -> Iterator[Violation]:
+        """Every violation, resource by resource in input order."""
+        for r in self.results:
+            yield from r.violations
+
+
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    """Prepare ``policy`` for evaluation (matchers, per-type rule lists, caches)."""
+    return CompiledPolicy(policy)
+
+
+def evaluate_resource(resource: Resource, compiled: CompiledPolicy) -> ResourceEvaluation:
+    """Evaluate one resource against a compiled policy."""
+    return compiled.evaluate_resource(resource)
+
+
+def evaluate(resources: Iterable[Resource], compiled: CompiledPolicy | Policy) -> Evaluation:
+    """Evaluate every resource; a :class:`Policy` is compiled first (compile once when calling often)."""
+    if isinstance(compiled, Policy):
+        compiled = compile_policy(compiled)
+    results = list(map(compiled.evaluate_resource, resources))
+    in_scope = compliant = 0
+    for r in results:
+        if r.in_scope:
+            in_scope += 1
+            if not r.violations:
+                compliant += 1
+    return Evaluation(results, len(results), in_scope, compliant, compliance_score(compliant, in_scope))

@@ -1,0 +1,1 @@
+"""Cloud providers. AWS first; Azure and GCP follow the same collector-registry pattern."""

@@ -1,0 +1,1 @@
+"""AWS: sessions and assume-role, regions, the collector registry and its generic collectors."""

@@ -1,0 +1,344 @@
+"""Entry points of AWS discovery: collect one shard, read the tagging API, look resources up by ARN.
+
+``collect_shard`` is what a worker runs for one (account, region, type group). Each type is
+collected by its shape's generic collector; a type that fails becomes a ``CollectFailure`` and the
+other types go on, so a shard is either complete or says exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from policies.models import GLOBAL_REGION, Resource
+from scanner.providers.aws import registry
+from scanner.providers.aws.arn import ParsedArn, parse_arn
+from scanner.providers.aws.collectors import (
+    CallStats,
+    CollectContext,
+    normalize_arn,
+    normalize_tags,
+    run_type,
+)
+from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
+from scanner.providers.aws.session import ClientFactory
+from scanner.ratelimit import NullLimiter, RateLimiter
+from scanner.results import CollectFailure, ShardResult
+from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable
+
+__all__ = [
+    "TAGGING_API_NOTE",
+    "ParsedArn",
+    "collect_shard",
+    "collect_tagging_api",
+    "fetch_resources_by_arn",
+    "parse_arn",
+]
+
+log = logging.getLogger(__name__)
+
+TAGGING_API_NOTE = (
+    "tagging API lists only tagged resources; never-tagged resources of these types are not visible"
+)
+# GetResources takes at most 100 ARNs per call.
+_RGTA_ARN_BATCH = 100
+_RGTA_SERVICE = "resourcegroupstaggingapi"
+_RGTA_FAMILY = "tagging"
+
+
+def _failure(resource_type: str, exc: BaseException) -> CollectFailure:
+    if not isinstance(exc, ClientError | BotoCoreError):
+        # Not a cloud answer: most likely a bug. Still reported in the shard, and logged in full.
+        log.error("collecting %s failed unexpectedly", resource_type, exc_info=exc)
+    return CollectFailure(
+        resource_type=resource_type,
+        code=error_code(exc),
+        message=str(exc) or type(exc).__name__,
+        retryable=is_retryable(exc),
+    )
+
+
+def _check_scope(infos: Sequence[ResourceTypeInfo], region: str) -> None:
+    # A global type in a regional shard would be counted once per region (a defect of the peer
+    # project); a regional type in the global shard has no region to call. Both are planner bugs.
+    for info in infos:
+        if info.is_global and region != GLOBAL_REGION:
+            raise ValueError(f"{info.resource_type} is global: collect it with region={GLOBAL_REGION!r}")
+        if not info.is_global and region == GLOBAL_REGION:
+            raise ValueError(f"{info.resource_type} is regional: collect it with a real region")
+
+
+def collect_shard(
+    factory: ClientFactory,
+    account_id: str,
+    region: str,
+    resource_types: Iterable[str],
+    *,
+    limiter: RateLimiter | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+    max_workers: int = 8,
+    page_size: int | None = None,
+) -> ShardResult:
+    """Collect every resource of ``resource_types`` in one account and region.
+
+    Global types (S3, CloudFront, Route 53) are collected with ``region="global"``; S3 buckets
+    still carry their real region. Before every API call the limiter is asked for a token under
+    ``{account}:{region}:{api_family}``. ``max_workers`` threads run per-item calls (tag reads);
+    ``page_size`` overrides list page sizes (tests use small pages to exercise pagination).
+    Unknown type names raise ``UnknownResourceTypeError``; cloud failures never raise.
+    """
+    infos = registry.resolve(list(resource_types))
+    _check_scope(infos, region)
+    result = ShardResult()
+    stats = CallStats()
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="collect") as pool:
+        ctx = CollectContext(
+            factory=factory,
+            account_id=account_id,
+            region=region,
+            limiter=limiter or NullLimiter(),
+            retry_policy=retry_policy,
+            stats=stats,
+            executor=pool,
+            page_size=page_size,
+        )
+        for info in infos:
+            try:
+                outcome = run_type(ctx, info)
+            except Exception as exc:  # one type failing must not cost the others
+                result.failures.append(_failure(info.resource_type, exc))
+                continue
+            result.resources.extend(outcome.resources)
+            result.failures.extend(outcome.failures)
+            if outcome.excluded:
+                result.notes.append(f"{info.resource_type}: {outcome.excluded} skipped by exclusion rules")
+    result.api_calls = stats.api_calls
+    result.retries = stats.retries
+    return result
+
+
+# -------------------------------------------------------------------------------- tagging API
+def _type_of(parsed: ParsedArn) -> str:
+    info = registry.type_for_arn_key(parsed.type_key)
+    return info.resource_type if info else parsed.type_key
+
+
+def _rgta_pages(ctx: CollectContext, params: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    return ctx.pages(_RGTA_SERVICE, _RGTA_FAMILY, "GetResources", params, registry.BOTOCORE)
+
+
+def _resource_from_mapping(mapping: dict[str, Any], account_id: str, region: str) -> Resource:
+    arn = str(mapping["ResourceARN"])
+    parsed = parse_arn(arn)
+    return Resource(
+        arn=arn,
+        resource_id=parsed.resource_id,
+        resource_type=_type_of(parsed),
+        account_id=parsed.account or account_id,
+        region=parsed.region or GLOBAL_REGION,
+        tags=normalize_tags(mapping.get("Tags"), TagShape.KV_LIST),
+        name=None,
+    )
+
+
+def collect_tagging_api(
+    factory: ClientFactory,
+    account_id: str,
+    region: str,
+    exclude_types: Iterable[str] | None = None,
+    *,
+    limiter: RateLimiter | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+    include_global: bool | None = None,
+) -> ShardResult:
+    """Tagged resources of types outside the registry, from the Resource Groups Tagging API.
+
+    Covers the long tail of services the registry has no collector for. ``exclude_types`` (default:
+    every registered type) are skipped because their own collectors see untagged resources too.
+    ARNs without a region (global services) are kept only when ``include_global`` (default: when
+    ``region`` is the factory's default region), so they are not reported once per region.
+    """
+    excluded = set(registry.all_types() if exclude_types is None else exclude_types)
+    if include_global is None:
+        include_global = region == factory.default_region
+    result = ShardResult(notes=[TAGGING_API_NOTE])
+    stats = CallStats()
+    ctx = CollectContext(factory, account_id, region, limiter or NullLimiter(), retry_policy, stats)
+    seen: set[str] = set()
+    try:
+        for page in _rgta_pages(ctx, {"ResourcesPerPage": 100}):
+            for mapping in page.get("ResourceTagMappingList") or []:
+                arn = str(mapping["ResourceARN"])
+                if arn in seen:
+                    continue
+                seen.add(arn)
+                try:
+                    parsed = parse_arn(arn)
+                except ValueError:
+                    result.notes.append(f"tagging API returned an unparseable ARN, skipped: {arn}")
+                    continue
+                if _type_of(parsed) in excluded:
+                    continue
+                if parsed.region and parsed.region != region:
+                    continue
+                if not parsed.region and not include_global:
+                    continue
+                result.resources.append(_resource_from_mapping(mapping, account_id, region))
+    except Exception as exc:
+        result.failures.append(_failure("tagging-api", exc))
+    result.api_calls = stats.api_calls
+    result.retries = stats.retries
+    return result
+
+
+# ------------------------------------------------------------------------------- lookup by ARN
+def _match_key(arn: str) -> tuple[str, str, str, str]:
+    # Compare ARNs by partition, service, region and resource: ARN formats differ on whether the
+    # account is included for some types (EC2 snapshots), and the caller's account is known anyway.
+    p = parse_arn(normalize_arn(arn))
+    return (p.partition, p.service, p.region, p.resource)
+
+
+def fetch_resources_by_arn(
+    factory: ClientFactory,
+    arns: Iterable[str],
+    *,
+    limiter: RateLimiter | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> tuple[list[Resource], list[CollectFailure]]:
+    """Current tags of specific resources, by ARN.
+
+    ARNs are grouped by account and region; the tagging API (``ResourceARNList``, 100 per call)
+    answers for tagged resources. The rest (never tagged, or not existing) are looked up with their
+    type's own collector when the type is registered; whatever is still not found, or has an
+    unregistered type, becomes a ``CollectFailure`` with code ``NotFound``. Invalid ARNs become
+    failures with code ``InvalidArn``; they do not stop the others.
+    """
+    limiter = limiter or NullLimiter()
+    resources: list[Resource] = []
+    failures: list[CollectFailure] = []
+    groups: dict[tuple[str, str], dict[str, ParsedArn]] = defaultdict(dict)
+    caller: str | None = None
+    for arn in dict.fromkeys(arns):
+        try:
+            parsed = parse_arn(arn)
+        except ValueError as exc:
+            failures.append(CollectFailure("unknown", "InvalidArn", str(exc), retryable=False))
+            continue
+        account = parsed.account
+        if not account or account == "aws":
+            if caller is None:
+                caller = factory.caller_account()
+            account = caller
+        groups[(account, parsed.region)][arn] = parsed
+
+    for (account, region), by_arn in groups.items():
+        found, group_failures = _fetch_group(factory, account, region, by_arn, limiter, retry_policy)
+        resources.extend(found)
+        failures.extend(group_failures)
+    return resources, failures
+
+
+def _fetch_group(
+    factory: ClientFactory,
+    account: str,
+    region: str,
+    by_arn: dict[str, ParsedArn],
+    limiter: RateLimiter,
+    retry_policy: RetryPolicy,
+) -> tuple[list[Resource], list[CollectFailure]]:
+    resources: list[Resource] = []
+    failures: list[CollectFailure] = []
+    remaining = dict(by_arn)
+    rgta_error: BaseException | None = None
+
+    # S3 ARNs name no region and the tagging API only answers for its own region: the bucket
+    # collector finds the region itself.
+    rgta_arns = [a for a, p in remaining.items() if not (p.service == "s3" and not p.region)]
+    api_region = region or factory.default_region
+    ctx = CollectContext(factory, account, api_region, limiter, retry_policy)
+    try:
+        for start in range(0, len(rgta_arns), _RGTA_ARN_BATCH):
+            batch = rgta_arns[start : start + _RGTA_ARN_BATCH]
+            for page in _rgta_pages(ctx, {"ResourceARNList": batch}):
+                for mapping in page.get("ResourceTagMappingList") or []:
+                    returned = str(mapping["ResourceARN"])
+                    requested = next((a for a in batch if _match_key(a) == _match_key(returned)), None)
+                    if requested is None or requested not in remaining:
+                        continue
+                    res = _resource_from_mapping(mapping, account, region or GLOBAL_REGION)
+                    resources.append(_with_arn(res, requested))
+                    del remaining[requested]
+    except Exception as exc:
+        # The collectors below may still find them; the error is reported if they do not.
+        rgta_error = exc
+
+    # Not returned by the tagging API: never tagged, not existing, or the API failed.
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for arn, parsed in remaining.items():
+        info = registry.type_for_arn_key(parsed.type_key)
+        if info is None:
+            if rgta_error is not None:
+                failures.append(_failure(_type_of(parsed), rgta_error))
+            else:
+                failures.append(
+                    CollectFailure(
+                        _type_of(parsed),
+                        "NotFound",
+                        f"{arn}: not returned by the tagging API (not existing, or never tagged) and "
+                        "its type has no collector to look it up",
+                        retryable=False,
+                    )
+                )
+            continue
+        by_type[info.resource_type].append(arn)
+
+    for type_name, arns in by_type.items():
+        info = registry.get(type_name)
+        shard_region = GLOBAL_REGION if info.is_global else region
+        type_ctx = CollectContext(factory, account, shard_region, limiter, retry_policy)
+        try:
+            outcome = run_type(type_ctx, info, wanted_arns=arns)
+        except Exception as exc:
+            failure = _failure(type_name, exc)
+            failures.append(
+                CollectFailure(
+                    type_name,
+                    failure.code,
+                    f"could not look up {', '.join(arns)}: {failure.message}",
+                    failure.retryable,
+                )
+            )
+            continue
+        by_key = {_match_key(r.arn): r for r in outcome.resources}
+        for arn in arns:
+            hit = by_key.get(_match_key(arn))
+            if hit is not None:
+                resources.append(hit)
+            else:
+                failures.append(
+                    CollectFailure(type_name, "NotFound", f"{arn}: resource not found", retryable=False)
+                )
+        failures.extend(outcome.failures)
+    return resources, failures
+
+
+def _with_arn(resource: Resource, arn: str) -> Resource:
+    # Report the ARN exactly as the caller asked for it.
+    if resource.arn == arn:
+        return resource
+    return Resource(
+        arn=arn,
+        resource_id=resource.resource_id,
+        resource_type=resource.resource_type,
+        account_id=resource.account_id,
+        region=resource.region,
+        tags=resource.tags,
+        name=resource.name,
+        attributes=resource.attributes,
+    )

@@ -1,0 +1,194 @@
+"""Sessions and clients for many AWS accounts: the caller's own, and members reached by AssumeRole.
+
+One ``AwsSessionFactory`` serves a whole worker process. It caches one boto3 session per account
+(assumed-role credentials are refreshed before they expire) and one botocore client per
+(account, service, region), because creating a client costs 20-50 ms and a shard makes hundreds of
+calls. Clients have botocore's retries switched off: ``scanner.retry`` retries, so that backoff,
+counting and the rate limiter all see every attempt. Nothing touches the network or the disk until
+a method is called.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+
+from policies.models import GLOBAL_REGION
+
+# Refresh assumed-role credentials this long before they expire, so no call runs on a dying token.
+REFRESH_MARGIN = timedelta(minutes=5)
+ASSUME_ROLE_DURATION_S = 3600
+ROLE_SESSION_NAME = "finops-tag-compliance"
+
+
+class ClientFactory(Protocol):
+    """What the collectors need from a session factory (tests substitute stubbed clients)."""
+
+    @property
+    def default_region(self) -> str:
+        """Region used for global services and account-level calls."""
+        ...
+
+    def caller_account(self) -> str:
+        """The account of the base credentials."""
+        ...
+
+    def client(self, account_id: str, service: str, region: str) -> Any:
+        """A botocore client for ``service`` in ``account_id`` and ``region``."""
+        ...
+
+
+@dataclass(slots=True)
+class _AssumedSession:
+    session: boto3.Session
+    expires: datetime
+
+
+class AwsSessionFactory:
+    """Builds and caches boto3 sessions and clients per account, assuming a role into members.
+
+    ``credentials`` are keyword arguments for ``boto3.Session`` (``aws_access_key_id``,
+    ``aws_secret_access_key``, ``aws_session_token``, ``profile_name``); without them boto3's default
+    chain is used. ``endpoint_url`` points every client at one endpoint (moto in tests and the demo).
+    Member accounts are reached through ``arn:aws:iam::{account}:role/{role_name}``, with
+    ``external_id`` when the role's trust policy requires one.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        default_region: str = "us-east-1",
+        role_name: str = "OrganizationAccountAccessRole",
+        external_id: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_pool_connections: int = 32,
+        partition: str = "aws",
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self._default_region = default_region
+        self.role_name = role_name
+        self.external_id = external_id
+        self.partition = partition
+        self._credentials = dict(credentials or {})
+        self._config = Config(
+            # Retries are ours (scanner.retry): one attempt per botocore call.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Collectors fan per-item tag calls out over threads sharing one client.
+            max_pool_connections=max_pool_connections,
+            user_agent_extra="finops-tag-compliance",
+        )
+        self._lock = threading.RLock()
+        self._base: boto3.Session | None = None
+        self._caller_account: str | None = None
+        self._assumed: dict[str, _AssumedSession] = {}
+        self._account_locks: dict[str, threading.Lock] = {}
+        self._clients: dict[tuple[str, str, str], tuple[boto3.Session, Any]] = {}
+
+    @property
+    def default_region(self) -> str:
+        """Region for account-level calls (STS, DescribeRegions) and global services."""
+        return self._default_region
+
+    def base_session(self) -> boto3.Session:
+        """The session of the configured (or default-chain) credentials, created on first use."""
+        with self._lock:
+            if self._base is None:
+                c = self._credentials
+                self._base = boto3.Session(
+                    aws_access_key_id=c.get("aws_access_key_id"),
+                    aws_secret_access_key=c.get("aws_secret_access_key"),
+                    aws_session_token=c.get("aws_session_token"),
+                    profile_name=c.get("profile_name"),
+                    region_name=self._default_region,
+                )
+            return self._base
+
+    def caller_account(self) -> str:
+        """Account id of the base credentials (STS GetCallerIdentity, asked once)."""
+        with self._lock:
+            if self._caller_account is None:
+                sts = self._new_client(self.base_session(), "sts", self._default_region)
+                self._caller_account = str(sts.get_caller_identity()["Account"])
+            return self._caller_account
+
+    def role_arn(self, account_id: str) -> str:
+        """The role assumed in ``account_id``."""
+        return f"arn:{self.partition}:iam::{account_id}:role/{self.role_name}"
+
+    def session_for(self, account_id: str) -> boto3.Session:
+        """The session for ``account_id``: the base one for the caller's account, else an assumed role.
+
+        Assumed sessions are cached and replaced when less than ``REFRESH_MARGIN`` remains. A lock
+        per account keeps concurrent shards of one account from assuming the role twice.
+        """
+        if account_id == self.caller_account():
+            return self.base_session()
+        with self._lock:
+            account_lock = self._account_locks.setdefault(account_id, threading.Lock())
+        with account_lock:
+            cached = self._assumed.get(account_id)
+            if cached is not None and cached.expires - datetime.now(UTC) > REFRESH_MARGIN:
+                return cached.session
+            fresh = self._assume(account_id)
+            self._assumed[account_id] = fresh
+            return fresh.session
+
+    def _assume(self, account_id: str) -> _AssumedSession:
+        sts = self._new_client(self.base_session(), "sts", self._default_region)
+        params: dict[str, Any] = {
+            "RoleArn": self.role_arn(account_id),
+            "RoleSessionName": ROLE_SESSION_NAME,
+            "DurationSeconds": ASSUME_ROLE_DURATION_S,
+        }
+        if self.external_id:
+            params["ExternalId"] = self.external_id
+        creds = sts.assume_role(**params)["Credentials"]
+        expires = creds["Expiration"]
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=self._default_region,
+        )
+        return _AssumedSession(session=session, expires=expires)
+
+    def client(self, account_id: str, service: str, region: str) -> Any:
+        """A cached botocore client for ``service`` in ``account_id`` and ``region``.
+
+        ``region="global"`` means the default region (global services are served from there). A
+        client is rebuilt when its account's session was refreshed, so callers may keep asking for
+        clients during a long scan and never hold expired credentials.
+        """
+        if region == GLOBAL_REGION:
+            region = self._default_region
+        session = self.session_for(account_id)
+        key = (account_id, service, region)
+        # Created under the lock: boto3 sessions are not thread-safe when building clients.
+        with self._lock:
+            cached = self._clients.get(key)
+            if cached is not None and cached[0] is session:
+                return cached[1]
+            client = self._new_client(session, service, region)
+            self._clients[key] = (session, client)
+            return client
+
+    def _new_client(self, session: boto3.Session, service: str, region: str) -> Any:
+        return session.client(
+            service,  # type: ignore[call-overload]
+            region_name=region,
+            endpoint_url=self.endpoint_url,
+            config=self._config,
+        )

@@ -1,0 +1,1 @@
+"""Application layer shared by the gateway (api/) and the workers: settings, storage, scans, reports."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy 2 models, the engine/session factory, Alembic migrations, repositories."""

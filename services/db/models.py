@@ -1,0 +1,160 @@
+"""SQLAlchemy models. The same schema runs on PostgreSQL (production) and SQLite (embedded).
+
+Keys are chosen for idempotency: a redelivered shard rewrites the same (scan, ARN) and
+(scan, ARN, rule) rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class PolicyRow(Base):
+    """A tagging policy version; the id is the content hash, so the same text is stored once."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_label: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(512))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScanRow(Base):
+    __tablename__ = "scans"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    requested_by: Mapped[str] = mapped_column(String(128), default="local")
+    trigger: Mapped[str] = mapped_column(String(16), default="interactive")
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    policy_id: Mapped[str] = mapped_column(ForeignKey("policies.id"))
+    shards_total: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    total_resources: Mapped[int | None] = mapped_column(Integer, default=None)
+    in_scope_resources: Mapped[int | None] = mapped_column(Integer, default=None)
+    compliant_resources: Mapped[int | None] = mapped_column(Integer, default=None)
+    compliance_score: Mapped[float | None] = mapped_column(Float, default=None)
+    breakdowns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    data_quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class ScanShardRow(Base):
+    """One unit of work: an (account, region, resource-type group) of a scan."""
+
+    __tablename__ = "scan_shards"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    group: Mapped[str] = mapped_column(String(64))
+    resource_types: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    api_calls: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    resources_found: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ScanResourceRow(Base):
+    """A resource as one scan saw it, with its evaluation outcome."""
+
+    __tablename__ = "scan_resources"
+    __table_args__ = (
+        Index("ix_scan_resources_scan_shard", "scan_id", "shard_id"),
+        Index("ix_scan_resources_scan_type", "scan_id", "resource_type"),
+    )
+
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    shard_id: Mapped[str] = mapped_column(String(200))
+    resource_id: Mapped[str] = mapped_column(String(1024))
+    resource_type: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(1024), default=None)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON)
+    in_scope: Mapped[bool] = mapped_column(Boolean)
+    compliant: Mapped[bool] = mapped_column(Boolean)
+    violation_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ResourceRow(Base):
+    """Latest known tag state per ARN across scans (first and last seen)."""
+
+    __tablename__ = "resources"
+
+    arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(1024))
+    resource_type: Mapped[str] = mapped_column(String(128), index=True)
+    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    region: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(1024), default=None)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+
+
+class ViolationRow(Base):
+    __tablename__ = "violations"
+    __table_args__ = (
+        Index("ix_violations_scan_shard", "scan_id", "shard_id"),
+        Index("ix_violations_scan_severity", "scan_id", "severity"),
+    )
+
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True)
+    resource_arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    shard_id: Mapped[str] = mapped_column(String(200))
+    resource_id: Mapped[str] = mapped_column(String(1024))
+    resource_type: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    tag_name: Mapped[str] = mapped_column(String(256))
+    violation_type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    current_value: Mapped[str | None] = mapped_column(Text, default=None)
+    allowed_values: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    message: Mapped[str] = mapped_column(Text)
+    suggestion: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditRow(Base):
+    """Append-only record of every tool, API and CLI call; the application never updates it."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    principal: Mapped[str] = mapped_column(String(256))
+    channel: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(128))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(32))
+    correlation_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)

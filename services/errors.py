@@ -1,0 +1,84 @@
+"""One error root with stable codes, mapped at the edges (HTTP status, MCP isError, CLI exit 2).
+
+Every error names the field at fault and the fix, so a person or a model can act on it without a
+stack trace. Messages never carry file paths, credentials or host names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """Root of every error the application reports to a caller."""
+
+    code: str = "internal_error"
+    http_status: int = 500
+    #: CLI exit code: 2 for bad usage or input, 1 for runtime failures.
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, field: str | None = None, fix: str | None = None,
+                 details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.fix = fix
+        self.details = details
+
+    def __str__(self) -> str:
+        parts = [f"{self.field}: {self.message}" if self.field else self.message]
+        if self.fix:
+            parts.append(f"Fix: {self.fix}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        if self.fix:
+            body["fix"] = self.fix
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(AppError):
+    """The caller sent something unusable; nothing was written."""
+
+    code = "invalid_input"
+    http_status = 422
+    exit_code = 2
+
+
+class PolicyInvalid(InvalidInput):
+    """A tagging policy failed validation; ``details`` lists every problem with its location."""
+
+    code = "policy_invalid"
+
+
+class NotFound(AppError):
+    code = "not_found"
+    http_status = 404
+    exit_code = 2
+
+
+class Conflict(AppError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 1
+
+
+class Unavailable(AppError):
+    """A dependency (database, broker, cloud API) cannot be reached; retrying later may work."""
+
+    code = "unavailable"
+    http_status = 503
+    exit_code = 1
+
+
+class NotImplementedYet(AppError):
+    """A documented capability that this build does not provide yet; says so instead of faking it."""
+
+    code = "not_implemented"
+    http_status = 501
+    exit_code = 1

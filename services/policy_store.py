@@ -1,0 +1,83 @@
+"""The active tagging policy: loaded from its file, validated, versioned by content hash in the database.
+
+Each scan records the version it used; workers compile that exact version, so changing the policy
+file mid-scan cannot mix rules inside one scan.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policies.engine import CompiledPolicy, compile_policy
+from policies.policy import Policy, PolicyError, load_policy, load_policy_file
+from services.db.engine import Database
+from services.db.models import PolicyRow
+from services.errors import NotFound, PolicyInvalid
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    id: str
+    version_label: str
+    source: str
+    policy: Policy
+
+
+def policy_error_to_app(exc: PolicyError, source: str) -> PolicyInvalid:
+    problems = [{"location": p.location, "message": p.message} for p in exc.problems]
+    return PolicyInvalid(f"the tagging policy in {source} is invalid ({len(problems)} problem(s)): {exc}",
+                         field="policy", fix="correct each listed location and load the policy again",
+                         details=problems)
+
+
+def read_policy_file(path: Path) -> Policy:
+    """Load and validate a policy file, mapping every failure to PolicyInvalid."""
+    if not path.is_file():
+        raise PolicyInvalid(f"policy file '{path.name}' does not exist", field="policy",
+                            fix="pass the path of a tagging policy JSON file")
+    try:
+        return load_policy_file(path)
+    except PolicyError as exc:
+        raise policy_error_to_app(exc, path.name) from exc
+
+
+def register_policy(db: Database, policy: Policy, source: str) -> PolicyVersion:
+    """Store ``policy`` (once per content hash) and return its version."""
+    digest = policy.content_hash()
+    with db.session() as s:
+        if s.get(PolicyRow, digest) is None:
+            s.add(PolicyRow(id=digest, version_label=policy.version, source=source,
+                            content=policy.model_dump(mode="json")))
+    return PolicyVersion(id=digest, version_label=policy.version, source=source, policy=policy)
+
+
+def active_policy(db: Database, path: Path) -> PolicyVersion:
+    """The policy in force: the configured file, validated and registered."""
+    policy = read_policy_file(path)
+    return register_policy(db, policy, source=f"file:{path.name}")
+
+
+class CompiledPolicyCache:
+    """Compiled policies by version id; compiling is cheap but not free, and versions never change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, CompiledPolicy] = {}
+
+    def get(self, db: Database, policy_id: str) -> CompiledPolicy:
+        with self._lock:
+            cached = self._cache.get(policy_id)
+        if cached is not None:
+            return cached
+        with db.session() as s:
+            row = s.get(PolicyRow, policy_id)
+            if row is None:
+                raise NotFound(f"policy version {policy_id} is not stored", field="policy_id")
+            content: dict[str, Any] = row.content
+        compiled = compile_policy(load_policy(content))
+        with self._lock:
+            self._cache[policy_id] = compiled
+        return compiled

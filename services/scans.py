@@ -1,0 +1,664 @@
+"""Scan jobs: submit, plan into shards, run a shard, finalize, read, cancel.
+
+A scan is a row plus shards (account x region x resource-type group). Every step is idempotent so
+that Celery may deliver a task twice (acks_late): a finished shard is not run again, a redelivered
+running shard rewrites the same keyed rows, and finalizing twice computes the same aggregates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, case, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from policies.engine import evaluate_resource
+from policies.models import GLOBAL_REGION, Resource, Violation
+from scanner.providers.aws import registry
+from scanner.providers.aws.collect import collect_shard, collect_tagging_api
+from scanner.providers.aws.known_regions import KNOWN_REGIONS
+from scanner.providers.aws.organization import list_organization_accounts
+from scanner.providers.aws.regions import discover_regions
+from scanner.results import ShardResult
+from services import metrics
+from services.db.models import ResourceRow, ScanResourceRow, ScanRow, ScanShardRow, ViolationRow, utcnow
+from services.errors import AppError, InvalidInput, NotFound, Unavailable
+from services.policy_store import active_policy
+from services.runtime import Runtime
+from services.schemas import (
+    ACCOUNT_ID,
+    TERMINAL_SHARD_STATUSES,
+    TERMINAL_STATUSES,
+    Breakdowns,
+    BreakdownEntry,
+    DataQuality,
+    FailedShard,
+    Progress,
+    ScanRequest,
+    ScanResult,
+    ScanSummary,
+    TagBreakdownEntry,
+    ViolationFilters,
+    ViolationOut,
+    ViolationPage,
+)
+
+log = logging.getLogger(__name__)
+
+TAGGING_API_GROUP = "tagging-api"
+TAGGING_API_NOTE = ("resource_types=all adds the Resource Groups Tagging API for types without a collector: "
+                    "it lists only tagged resources, so never-tagged resources of those types are not counted")
+_WRITE_CHUNK = 500
+
+
+# --------------------------------------------------------------------------------------------- submit
+
+def validate_request(request: ScanRequest) -> None:
+    """Reject unknown accounts, regions and types before anything is written."""
+    if isinstance(request.accounts, list):
+        bad = [a for a in request.accounts if not isinstance(a, str) or not ACCOUNT_ID.fullmatch(a)]
+        if bad:
+            raise InvalidInput(f"not a 12-digit AWS account id: {', '.join(map(str, bad[:5]))}",
+                               field="accounts", fix="pass 12-digit account ids, 'all', or omit the field")
+    if isinstance(request.regions, list):
+        bad = [r for r in request.regions if r not in KNOWN_REGIONS]
+        if bad:
+            raise InvalidInput(f"unknown region(s): {', '.join(map(str, bad[:5]))}", field="regions",
+                               fix="use region names such as us-east-1; valid: " + ", ".join(sorted(KNOWN_REGIONS)))
+    if isinstance(request.resource_types, list):
+        known = set(registry.all_types())
+        bad = [t for t in request.resource_types if t not in known]
+        if bad:
+            raise InvalidInput(f"unknown resource type(s): {', '.join(map(str, bad[:5]))}",
+                               field="resource_types",
+                               fix="use 'all' or supported types: " + ", ".join(sorted(known)))
+
+
+def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") -> str:
+    """Create the scan job and enqueue its planning; returns the scan id at once."""
+    validate_request(request)
+    policy = active_policy(rt.db, rt.settings.policy_path)
+    scan_id = str(uuid.uuid4())
+    with rt.db.session() as s:
+        s.add(ScanRow(id=scan_id, status="queued", request=request.model_dump(mode="json"),
+                      policy_id=policy.id, requested_by=requested_by, trigger=request.trigger))
+    try:
+        rt.dispatcher.plan_scan(scan_id, interactive=request.trigger == "interactive")
+    except Exception as exc:  # the broker is down: leave nothing half-written behind
+        with rt.db.session() as s:
+            s.execute(delete(ScanRow).where(ScanRow.id == scan_id))
+        raise Unavailable("the task queue cannot be reached; the scan was not created",
+                          fix="check CELERY_BROKER_URL and that the broker is running, then retry") from exc
+    metrics.SCANS_SUBMITTED.labels(trigger=request.trigger).inc()
+    return scan_id
+
+
+# ----------------------------------------------------------------------------------------------- plan
+
+@dataclass(frozen=True)
+class PlannedShard:
+    account_id: str
+    region: str
+    group: str
+    resource_types: tuple[str, ...]
+
+
+def plan_scan(rt: Runtime, scan_id: str) -> None:
+    """Resolve accounts and regions (cloud I/O), create the shard rows, enqueue them."""
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        if scan.status != "queued":
+            requeue = [sh.id for sh in _shards(s, scan_id) if sh.status == "queued"]
+            interactive = scan.trigger == "interactive"
+        else:
+            requeue = None
+    if requeue is not None:  # redelivered plan: only re-send shards that never started
+        for shard_id in requeue:
+            rt.dispatcher.run_shard(shard_id, interactive=interactive)
+        return
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        if scan.cancel_requested:
+            scan.status, scan.finished_at = "cancelled", utcnow()
+            scan.data_quality = DataQuality(status="partial", notes=["cancelled before planning"]).model_dump()
+            return
+        request = ScanRequest.model_validate(scan.request)
+        interactive = scan.trigger == "interactive"
+
+    notes: list[str] = []
+    rows: list[ScanShardRow] = []
+    try:
+        accounts = _resolve_accounts(rt, request, notes)
+    except Exception as exc:
+        _fail_scan(rt, scan_id, f"could not resolve the accounts to scan: {_describe(exc)}")
+        return
+    for plan in _plan_shards(rt, request, accounts, notes, failed_rows=rows, scan_id=scan_id):
+        rows.append(ScanShardRow(id=_shard_id(scan_id, plan), scan_id=scan_id, account_id=plan.account_id,
+                                 region=plan.region, group=plan.group, resource_types=list(plan.resource_types),
+                                 status="queued", failures=[], notes=[]))
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        existing = {sh.id for sh in _shards(s, scan_id)}
+        s.add_all([r for r in rows if r.id not in existing])
+        scan.status, scan.started_at, scan.shards_total = "running", utcnow(), len(rows)
+        scan.data_quality = {"status": "partial", "failed_shards": [], "notes": notes}
+    queued = [r.id for r in rows if r.status == "queued"]
+    for shard_id in queued:
+        rt.dispatcher.run_shard(shard_id, interactive=interactive)
+    if not queued:
+        rt.dispatcher.finalize_scan(scan_id)
+
+
+def _resolve_accounts(rt: Runtime, request: ScanRequest, notes: list[str]) -> list[str]:
+    if isinstance(request.accounts, list):
+        return request.accounts
+    if request.accounts == "all":
+        mgmt = rt.aws.caller_account()
+        client = rt.aws.client(mgmt, "organizations", rt.settings.aws_default_region)
+        active, skipped = list_organization_accounts(client)
+        if skipped:
+            notes.append("skipped accounts that are not ACTIVE: "
+                         + ", ".join(f"{a.id} ({a.status})" for a in skipped))
+        return [a.id for a in active]
+    if rt.settings.accounts:
+        return list(rt.settings.accounts)
+    return [rt.aws.caller_account()]
+
+
+def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], notes: list[str], *,
+                 failed_rows: list[ScanShardRow], scan_id: str) -> Iterable[PlannedShard]:
+    types = registry.all_types() if not isinstance(request.resource_types, list) else request.resource_types
+    regional = [t for t in types if t in set(registry.regional_types())]
+    global_ = [t for t in types if t in set(registry.global_types())]
+    allow = request.regions if isinstance(request.regions, list) else (rt.settings.regions or None)
+    with_tagging_api = request.resource_types == "all"
+    if with_tagging_api:
+        notes.append(TAGGING_API_NOTE)
+    for account in accounts:
+        if regional or with_tagging_api:
+            try:
+                regions = discover_regions(rt.aws, account, allow)
+            except Exception as exc:
+                # This account cannot be reached: its shards are failed, the others go on.
+                failed_rows.append(ScanShardRow(
+                    id=f"{scan_id}/{account}/*/region-discovery", scan_id=scan_id, account_id=account,
+                    region="*", group="region-discovery", resource_types=list(types), status="failed",
+                    error=_describe(exc), failures=[], notes=[], finished_at=utcnow()))
+                continue
+            for region in regions:
+                for group, group_types in _grouped(regional):
+                    yield PlannedShard(account, region, group, tuple(group_types))
+                if with_tagging_api:
+                    yield PlannedShard(account, region, TAGGING_API_GROUP, ())
+        for group, group_types in _grouped(global_):
+            yield PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))
+
+
+def _grouped(types: Sequence[str]) -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {}
+    for t in types:
+        groups.setdefault(registry.group_of(t), []).append(t)
+    return sorted(groups.items())
+
+
+def _shard_id(scan_id: str, plan: PlannedShard) -> str:
+    return f"{scan_id}/{plan.account_id}/{plan.region}/{plan.group}"
+
+
+# ---------------------------------------------------------------------------------------------- shard
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What the task should do next: nothing, or run the shard again after ``countdown`` seconds."""
+
+    retry: bool = False
+    countdown: float = 0.0
+    status: str = "succeeded"
+
+
+def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
+    """Collect, evaluate and store one shard. Safe to call again for the same shard."""
+    with rt.db.session() as s:
+        shard = s.get(ScanShardRow, shard_id)
+        if shard is None:
+            raise NotFound(f"shard {shard_id} does not exist", field="shard_id")
+        if shard.status in TERMINAL_SHARD_STATUSES:
+            return ShardOutcome(status=shard.status)
+        scan = _get_scan(s, shard.scan_id)
+        if scan.cancel_requested:
+            shard.status, shard.finished_at = "cancelled", utcnow()
+            cancelled = True
+        else:
+            cancelled = False
+            shard.status, shard.started_at, shard.attempts = "running", utcnow(), shard.attempts + 1
+        scan_id, policy_id = scan.id, scan.policy_id
+        account, region, group = shard.account_id, shard.region, shard.group
+        types, attempts = list(shard.resource_types), shard.attempts
+    if cancelled:
+        maybe_finalize(rt, scan_id)
+        return ShardOutcome(status="cancelled")
+
+    compiled = rt.policies.get(rt.db, policy_id)
+    with metrics.SHARD_SECONDS.labels(provider="aws").time():
+        if group == TAGGING_API_GROUP:
+            result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()))
+        else:
+            result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter)
+    metrics.API_CALLS.labels(provider="aws").inc(result.api_calls)
+    metrics.API_RETRIES.labels(provider="aws").inc(result.retries)
+
+    retryable = bool(result.failures) and all(f.retryable for f in result.failures)
+    will_retry = retryable and attempts <= rt.settings.shard_max_retries
+    status = "queued" if will_retry else ("failed" if result.failures else "succeeded")
+    _store_shard(rt, scan_id, shard_id, result, compiled, status)
+    metrics.SHARDS_FINISHED.labels(status=status).inc()
+    if will_retry:
+        return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status)
+    maybe_finalize(rt, scan_id)
+    return ShardOutcome(status=status)
+
+
+def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, compiled: Any,
+                 status: str) -> None:
+    """Replace this shard's rows in one transaction: a redelivered shard leaves exactly one copy."""
+    now = utcnow()
+    resources: dict[str, Resource] = {r.arn: r for r in result.resources}  # a collector listing twice
+    resource_rows: list[dict[str, Any]] = []
+    violation_rows: list[dict[str, Any]] = []
+    for res in resources.values():
+        ev = evaluate_resource(res, compiled)
+        resource_rows.append({
+            "scan_id": scan_id, "arn": res.arn, "shard_id": shard_id, "resource_id": res.resource_id,
+            "resource_type": res.resource_type, "account_id": res.account_id, "region": res.region,
+            "name": res.name, "tags": dict(res.tags), "in_scope": ev.in_scope, "compliant": ev.compliant,
+            "violation_count": len(ev.violations)})
+        violation_rows.extend(_violation_row(scan_id, shard_id, v) for v in ev.violations)
+    with rt.db.session() as s:
+        s.execute(delete(ViolationRow).where(ViolationRow.scan_id == scan_id, ViolationRow.shard_id == shard_id))
+        s.execute(delete(ScanResourceRow).where(ScanResourceRow.scan_id == scan_id,
+                                                ScanResourceRow.shard_id == shard_id))
+        for chunk in _chunks(resource_rows):
+            _upsert(s, ScanResourceRow, chunk, ["scan_id", "arn"])
+        for chunk in _chunks(violation_rows):
+            _upsert(s, ViolationRow, chunk, ["scan_id", "resource_arn", "rule_id"])
+        latest = [{"arn": r.arn, "resource_id": r.resource_id, "resource_type": r.resource_type,
+                   "account_id": r.account_id, "region": r.region, "name": r.name, "tags": dict(r.tags),
+                   "attributes": _jsonable(r.attributes), "first_seen": now, "last_seen": now,
+                   "last_scan_id": scan_id} for r in resources.values()]
+        for chunk in _chunks(latest):
+            _upsert(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
+        shard = s.get(ScanShardRow, shard_id)
+        assert shard is not None
+        shard.status = status
+        shard.api_calls += result.api_calls
+        shard.retries += result.retries
+        shard.resources_found = len(resources)
+        shard.failures = [{"resource_type": f.resource_type, "code": f.code, "message": f.message,
+                           "retryable": f.retryable} for f in result.failures]
+        shard.notes = list(result.notes)
+        shard.error = "; ".join(f"{f.resource_type}: {f.code}: {f.message}" for f in result.failures) or None
+        if status in TERMINAL_SHARD_STATUSES:
+            shard.finished_at = utcnow()
+
+
+def _violation_row(scan_id: str, shard_id: str, v: Violation) -> dict[str, Any]:
+    return {"scan_id": scan_id, "resource_arn": v.resource_arn, "rule_id": v.rule_id, "shard_id": shard_id,
+            "resource_id": v.resource_id, "resource_type": v.resource_type, "account_id": v.account_id,
+            "region": v.region, "tag_name": v.tag_name, "violation_type": str(v.violation_type),
+            "severity": str(v.severity), "current_value": v.current_value,
+            "allowed_values": list(v.allowed_values) if v.allowed_values is not None else None,
+            "message": v.message, "suggestion": v.suggestion}
+
+
+def _upsert(s: Session, model: Any, rows: list[dict[str, Any]], keys: list[str],
+            keep: Sequence[str] = ()) -> None:
+    if not rows:
+        return
+    dialect = s.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model)
+    updates = {c: getattr(stmt.excluded, c) for c in rows[0] if c not in keys and c not in keep}
+    s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+
+
+def mark_shard_failed(rt: Runtime, shard_id: str, error: str) -> None:
+    """Record a shard that ended without storing results (time limit, crash, retries exhausted)."""
+    with rt.db.session() as s:
+        shard = s.get(ScanShardRow, shard_id)
+        if shard is None or shard.status in TERMINAL_SHARD_STATUSES:
+            return
+        shard.status, shard.error, shard.finished_at = "failed", error, utcnow()
+        scan_id = shard.scan_id
+    metrics.SHARDS_FINISHED.labels(status="failed").inc()
+    maybe_finalize(rt, scan_id)
+
+
+def maybe_finalize(rt: Runtime, scan_id: str) -> None:
+    """Enqueue the finalizer once every shard is terminal (checked after this shard's commit, so the
+    last shard to finish always sees the others' results)."""
+    with rt.db.session() as s:
+        pending = s.scalar(select(func.count()).select_from(ScanShardRow).where(
+            ScanShardRow.scan_id == scan_id, ScanShardRow.status.not_in(TERMINAL_SHARD_STATUSES)))
+    if pending == 0:
+        try:
+            rt.dispatcher.finalize_scan(scan_id)
+        except Exception:  # readers finalize lazily (reconcile) if the message is lost
+            log.warning("could not enqueue finalize for scan %s; it will be finalized on read", scan_id)
+
+
+# ------------------------------------------------------------------------------------------- finalize
+
+def finalize_scan(rt: Runtime, scan_id: str) -> None:
+    """Aggregate counts, score, breakdowns and data quality. Idempotent."""
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        if scan.status in TERMINAL_STATUSES:
+            return
+        shards = _shards(s, scan_id)
+        if any(sh.status not in TERMINAL_SHARD_STATUSES for sh in shards):
+            return
+        _aggregate(s, scan, shards)
+    metrics.SCANS_FINISHED.labels(status=scan.status).inc()
+
+
+def _aggregate(s: Session, scan: ScanRow, shards: list[ScanShardRow]) -> None:
+    sr = ScanResourceRow
+    in_scope = func.sum(case((sr.in_scope, 1), else_=0)).cast(Integer)
+    compliant = func.sum(case((sr.compliant, 1), else_=0)).cast(Integer)
+    breakdowns = Breakdowns()
+    totals = s.execute(select(func.count(), in_scope, compliant).where(sr.scan_id == scan.id)).one()
+    for dim, target in ((sr.account_id, breakdowns.by_account), (sr.region, breakdowns.by_region),
+                        (sr.resource_type, breakdowns.by_resource_type)):
+        q = select(dim, func.count(), in_scope, compliant, func.sum(sr.violation_count)).where(
+            sr.scan_id == scan.id).group_by(dim)
+        for key, total, ins, comp, viol in s.execute(q):
+            ins, comp = int(ins or 0), int(comp or 0)
+            target[key] = BreakdownEntry(total=total, in_scope=ins, compliant=comp, violations=int(viol or 0),
+                                         compliance_score=_score(comp, ins))
+    v = ViolationRow
+    q2 = select(v.tag_name, v.resource_type, func.count(), func.count(func.distinct(v.resource_arn))).where(
+        v.scan_id == scan.id).group_by(v.tag_name, v.resource_type)
+    for tag, rtype, count, resources in s.execute(q2):
+        entry = breakdowns.by_tag.setdefault(tag, TagBreakdownEntry())
+        entry.violations += count
+        entry.by_type[rtype] = count
+        entry.resources += resources  # distinct per (tag, type); ARNs never span types
+    total, ins, comp = int(totals[0]), int(totals[1] or 0), int(totals[2] or 0)
+    failed = [sh for sh in shards if sh.status == "failed"]
+    notes = list((scan.data_quality or {}).get("notes", []))
+    for sh in shards:
+        notes.extend(n for n in sh.notes or [] if n not in notes)
+    if scan.cancel_requested:
+        status = "cancelled"
+        notes.append("the scan was cancelled; results cover only the shards that finished")
+    elif not shards:
+        status = "failed"
+        scan.error = scan.error or "nothing to scan: no account or region matched the request"
+    elif len(failed) == len(shards):
+        status = "failed"
+        scan.error = scan.error or "every shard failed; see data_quality.failed_shards"
+    elif failed:
+        status = "partial"
+    else:
+        status = "succeeded"
+    complete = status == "succeeded"
+    scan.status, scan.finished_at = status, utcnow()
+    scan.total_resources, scan.in_scope_resources, scan.compliant_resources = total, ins, comp
+    scan.compliance_score = _score(comp, ins)
+    scan.breakdowns = breakdowns.model_dump(mode="json")
+    scan.data_quality = DataQuality(
+        status="complete" if complete else "partial",
+        failed_shards=[FailedShard(shard=sh.id.split("/", 1)[1], error=sh.error or "failed") for sh in failed],
+        notes=notes).model_dump(mode="json")
+
+
+def _score(compliant: int, in_scope: int) -> float:
+    return 1.0 if in_scope == 0 else round(compliant / in_scope, 6)
+
+
+def _fail_scan(rt: Runtime, scan_id: str, error: str) -> None:
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        scan.status, scan.error, scan.finished_at = "failed", error, utcnow()
+        scan.data_quality = DataQuality(status="partial", notes=[error]).model_dump(mode="json")
+    metrics.SCANS_FINISHED.labels(status="failed").inc()
+
+
+# ----------------------------------------------------------------------------------------------- read
+
+def reconcile(rt: Runtime, scan_id: str) -> None:
+    """Repair what a lost message or a dead worker left behind: shards running past their hard time
+    limit are failed, and a scan whose shards are all terminal is finalized now."""
+    stale_before = utcnow() - timedelta(seconds=rt.settings.shard_hard_time_limit + 60)
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        if scan.status != "running":
+            return
+        stale = [sh.id for sh in _shards(s, scan_id)
+                 if sh.status == "running" and sh.started_at is not None and _aware(sh.started_at) < stale_before]
+    for shard_id in stale:
+        mark_shard_failed(rt, shard_id, "the shard ran past its time limit or its worker died")
+    finalize_scan(rt, scan_id)
+
+
+def get_scan(rt: Runtime, scan_id: str, *, violations_limit: int = 25,
+             filters: ViolationFilters | None = None) -> ScanResult:
+    """A scan's status and (when finished) its result, with the first page of violations."""
+    _check_scan_id(scan_id)
+    reconcile(rt, scan_id)
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        progress = _progress(s, scan)
+        page = _violation_page(s, scan_id, filters or ViolationFilters(), None, violations_limit) \
+            if violations_limit > 0 else ViolationPage(scan_id=scan_id, violations=[], next_cursor=None,
+                                                        total=_violation_total(s, scan_id, filters))
+        if scan.status in TERMINAL_STATUSES:
+            dq = DataQuality.model_validate(scan.data_quality or {"status": "partial"})
+        else:
+            notes = list((scan.data_quality or {}).get("notes", []))
+            notes.insert(0, f"scan is {scan.status}: {progress.shards_done} of {progress.shards_total} shards done; "
+                            "results so far are incomplete")
+            dq = DataQuality(status="partial", notes=notes)
+        return ScanResult(
+            scan_id=scan.id, status=scan.status,  # type: ignore[arg-type]
+            compliance_score=scan.compliance_score, total_resources=scan.total_resources,
+            in_scope_resources=scan.in_scope_resources, compliant_resources=scan.compliant_resources,
+            violations=page.violations, violations_total=page.total, violations_returned=len(page.violations),
+            next_cursor=page.next_cursor,
+            breakdowns=Breakdowns.model_validate(scan.breakdowns or {}), data_quality=dq, progress=progress,
+            policy_version=scan.policy_id, request=scan.request, created_at=scan.created_at,
+            finished_at=scan.finished_at, error=scan.error)
+
+
+def list_violations(rt: Runtime, scan_id: str, *, filters: ViolationFilters | None = None,
+                    cursor: str | None = None, limit: int = 100) -> ViolationPage:
+    """One page of a scan's violations, ordered errors first, then by ARN and rule (keyset cursor)."""
+    _check_scan_id(scan_id)
+    with rt.db.session() as s:
+        _get_scan(s, scan_id)
+        return _violation_page(s, scan_id, filters or ViolationFilters(), cursor, limit)
+
+
+def iter_violations(rt: Runtime, scan_id: str, filters: ViolationFilters | None = None,
+                    page_size: int = 1000) -> Iterable[ViolationOut]:
+    """Every violation of a scan, page by page (constant memory for large scans)."""
+    cursor: str | None = None
+    while True:
+        page = list_violations(rt, scan_id, filters=filters, cursor=cursor, limit=page_size)
+        yield from page.violations
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _filter_clauses(scan_id: str, f: ViolationFilters | None) -> list[Any]:
+    v = ViolationRow
+    clauses: list[Any] = [v.scan_id == scan_id]
+    if f is None:
+        return clauses
+    for attr in ("severity", "resource_type", "account_id", "region", "tag_name", "violation_type", "resource_arn"):
+        value = getattr(f, attr)
+        if value is not None:
+            clauses.append(getattr(v, attr) == value)
+    return clauses
+
+
+def _violation_total(s: Session, scan_id: str, f: ViolationFilters | None) -> int:
+    return int(s.scalar(select(func.count()).select_from(ViolationRow).where(*_filter_clauses(scan_id, f))) or 0)
+
+
+def _violation_page(s: Session, scan_id: str, f: ViolationFilters, cursor: str | None,
+                    limit: int) -> ViolationPage:
+    v = ViolationRow
+    clauses = _filter_clauses(scan_id, f)
+    total = _violation_total(s, scan_id, f)
+    if cursor:
+        clauses.append(tuple_(v.severity, v.resource_arn, v.rule_id) > tuple_(*_decode_cursor(cursor)))
+    rows = s.scalars(select(v).where(*clauses).order_by(v.severity, v.resource_arn, v.rule_id)
+                     .limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor((rows[-1].severity, rows[-1].resource_arn, rows[-1].rule_id)) \
+        if more and rows else None
+    return ViolationPage(scan_id=scan_id, violations=[_violation_out(r) for r in rows], next_cursor=next_cursor,
+                         total=total)
+
+
+def _violation_out(r: ViolationRow) -> ViolationOut:
+    return ViolationOut(resource_arn=r.resource_arn, resource_id=r.resource_id, resource_type=r.resource_type,
+                        account_id=r.account_id, region=r.region, tag_name=r.tag_name,
+                        violation_type=r.violation_type, severity=r.severity, current_value=r.current_value,
+                        allowed_values=r.allowed_values, message=r.message, suggestion=r.suggestion,
+                        rule_id=r.rule_id)
+
+
+def _encode_cursor(key: tuple[str, str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+        if isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key):
+            return key[0], key[1], key[2]
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidInput("the cursor is not one this service issued", field="cursor",
+                       fix="pass the next_cursor value from the previous page unchanged, or omit it")
+
+
+def _progress(s: Session, scan: ScanRow) -> Progress:
+    q = select(ScanShardRow.status, func.count(), func.sum(ScanShardRow.resources_found),
+               func.sum(ScanShardRow.api_calls), func.sum(ScanShardRow.retries)).where(
+        ScanShardRow.scan_id == scan.id).group_by(ScanShardRow.status)
+    counts: dict[str, int] = {}
+    found = calls = retries = 0
+    for status, n, res, api, rtr in s.execute(q):
+        counts[status] = n
+        found, calls, retries = found + int(res or 0), calls + int(api or 0), retries + int(rtr or 0)
+    total = sum(counts.values())
+    done = sum(n for st, n in counts.items() if st in TERMINAL_SHARD_STATUSES)
+    return Progress(shards_total=total, shards_done=done, shards_running=counts.get("running", 0),
+                    shards_failed=counts.get("failed", 0), shards_queued=counts.get("queued", 0),
+                    resources_found=found, api_calls=calls, retries=retries)
+
+
+def list_scans(rt: Runtime, *, limit: int = 20, status: str | None = None) -> list[ScanSummary]:
+    with rt.db.session() as s:
+        q = select(ScanRow).order_by(ScanRow.created_at.desc()).limit(limit)
+        if status:
+            q = q.where(ScanRow.status == status)
+        return [ScanSummary(scan_id=r.id, status=r.status,  # type: ignore[arg-type]
+                            compliance_score=r.compliance_score, total_resources=r.total_resources,
+                            compliant_resources=r.compliant_resources, trigger=r.trigger,
+                            created_at=r.created_at, finished_at=r.finished_at,
+                            data_quality_status=(r.data_quality or {}).get("status"))
+                for r in s.scalars(q)]
+
+
+def latest_finished_scan_id(rt: Runtime, *, max_age: timedelta | None = None) -> str | None:
+    """The newest scan that finished (succeeded or partial), optionally no older than ``max_age``."""
+    with rt.db.session() as s:
+        q = select(ScanRow.id, ScanRow.finished_at).where(ScanRow.status.in_(("succeeded", "partial"))).order_by(
+            ScanRow.finished_at.desc()).limit(1)
+        row = s.execute(q).first()
+    if row is None:
+        return None
+    if max_age is not None and row[1] is not None and _aware(row[1]) < utcnow() - max_age:
+        return None
+    return str(row[0])
+
+
+def cancel_scan(rt: Runtime, scan_id: str) -> ScanResult:
+    """Stop a scan: queued shards are skipped, running ones finish, then the scan ends 'cancelled'."""
+    _check_scan_id(scan_id)
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        if scan.status in TERMINAL_STATUSES:
+            raise InvalidInput(f"scan {scan_id} already ended with status '{scan.status}'", field="scan_id",
+                               fix="only queued or running scans can be cancelled")
+        scan.cancel_requested = True
+        s.execute(update(ScanShardRow).where(ScanShardRow.scan_id == scan_id, ScanShardRow.status == "queued")
+                  .values(status="cancelled", finished_at=utcnow()))
+        if scan.status == "queued":
+            scan.status, scan.finished_at = "cancelled", utcnow()
+            scan.data_quality = DataQuality(status="partial", notes=["cancelled before planning"]).model_dump()
+    finalize_scan(rt, scan_id)
+    return get_scan(rt, scan_id, violations_limit=0)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+def _check_scan_id(scan_id: str) -> None:
+    try:
+        uuid.UUID(scan_id)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"'{scan_id}' is not a scan id", field="scan_id",
+                           fix="pass the scan_id returned when the scan was submitted (a UUID)") from None
+
+
+def _get_scan(s: Session, scan_id: str) -> ScanRow:
+    scan = s.get(ScanRow, scan_id)
+    if scan is None:
+        raise NotFound(f"scan {scan_id} does not exist", field="scan_id",
+                       fix="list scans to find a valid id, or submit a new scan")
+    return scan
+
+
+def _shards(s: Session, scan_id: str) -> list[ScanShardRow]:
+    return list(s.scalars(select(ScanShardRow).where(ScanShardRow.scan_id == scan_id).order_by(ScanShardRow.id)))
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for i in range(0, len(rows), _WRITE_CHUNK):
+        yield rows[i:i + _WRITE_CHUNK]
+
+
+def _jsonable(value: Any) -> dict[str, Any]:
+    try:
+        return dict(json.loads(json.dumps(dict(value), default=str)))
+    except (TypeError, ValueError):
+        return {}
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite gives back naive datetimes even for timezone-aware columns.
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, AppError):
+        return exc.message
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{code}: {text}" if code else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,174 @@
+"""The public result shapes. CLI JSON, REST and MCP structured output all use these models."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ScanStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
+ShardStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_SHARD_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+ACCOUNT_ID = re.compile(r"\d{12}")
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+RESOURCE_TYPE = re.compile(r"[a-z0-9-]+:[A-Za-z0-9-]+")
+MAX_LIST = 500
+
+
+class ScanRequest(BaseModel):
+    """What to scan. ``None`` means the configured default; ``"all"`` means everything available."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: list[str] | Literal["all"] | None = Field(
+        default=None, description="12-digit AWS account ids, 'all' for every active organization account, "
+        "or omitted for the configured accounts (default: the caller's own account).")
+    regions: list[str] | Literal["all"] | None = Field(
+        default=None, description="Region names such as us-east-1, 'all' or omitted for every enabled region.")
+    resource_types: list[str] | Literal["all"] | None = Field(
+        default=None, description="Types such as ec2:instance or s3:bucket. Omitted = every supported type; "
+        "'all' also adds the tagging API's long tail of other types (tagged resources only).")
+    trigger: Literal["interactive", "scheduled"] = "interactive"
+    force_refresh: bool = False
+
+    @field_validator("accounts", "regions", "resource_types", mode="before")
+    @classmethod
+    def _normalize(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            value = parts
+        if isinstance(value, list):
+            value = [v.strip() if isinstance(v, str) else v for v in value]
+            if len(value) == 1 and value[0] == "all":
+                return "all"
+            if len(value) == 0:
+                raise ValueError("the list is empty; omit the field for the default or pass 'all'")
+            if len(value) > MAX_LIST:
+                raise ValueError(f"at most {MAX_LIST} entries are accepted, got {len(value)}")
+            return list(dict.fromkeys(value))
+        return value
+
+
+class ViolationOut(BaseModel):
+    resource_arn: str
+    resource_id: str
+    resource_type: str
+    account_id: str
+    region: str
+    tag_name: str
+    violation_type: str
+    severity: str
+    current_value: str | None
+    allowed_values: list[str] | None
+    message: str
+    suggestion: str | None
+    rule_id: str
+
+
+class FailedShard(BaseModel):
+    shard: str
+    error: str
+
+
+class DataQuality(BaseModel):
+    """Whether the answer covers everything asked. ``partial`` always names what is missing."""
+
+    status: Literal["complete", "partial", "pending"]
+    failed_shards: list[FailedShard] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Progress(BaseModel):
+    shards_total: int
+    shards_done: int
+    shards_running: int
+    shards_failed: int
+    shards_queued: int
+    resources_found: int
+    api_calls: int
+    retries: int
+
+
+class BreakdownEntry(BaseModel):
+    total: int = 0
+    in_scope: int = 0
+    compliant: int = 0
+    violations: int = 0
+    compliance_score: float = 1.0
+
+
+class TagBreakdownEntry(BaseModel):
+    violations: int = 0
+    resources: int = 0
+    by_type: dict[str, int] = Field(default_factory=dict)
+
+
+class Breakdowns(BaseModel):
+    by_account: dict[str, BreakdownEntry] = Field(default_factory=dict)
+    by_region: dict[str, BreakdownEntry] = Field(default_factory=dict)
+    by_resource_type: dict[str, BreakdownEntry] = Field(default_factory=dict)
+    by_tag: dict[str, TagBreakdownEntry] = Field(default_factory=dict)
+
+
+class ScanResult(BaseModel):
+    """A scan, finished or not. ``violations`` may be a page; ``violations_total`` counts them all."""
+
+    scan_id: str
+    status: ScanStatus
+    compliance_score: float | None = Field(
+        description="Compliant / in-scope resources, 0..1 (1.0 when nothing is in scope). "
+        "Independent of any severity filter. None until the scan finishes.")
+    total_resources: int | None
+    in_scope_resources: int | None = None
+    compliant_resources: int | None
+    violations: list[ViolationOut] = Field(default_factory=list)
+    violations_total: int = 0
+    violations_returned: int = 0
+    next_cursor: str | None = Field(default=None, description="Pass to the violations endpoint for more.")
+    breakdowns: Breakdowns = Field(default_factory=Breakdowns)
+    data_quality: DataQuality
+    progress: Progress
+    policy_version: str
+    request: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class ScanSummary(BaseModel):
+    scan_id: str
+    status: ScanStatus
+    compliance_score: float | None
+    total_resources: int | None
+    compliant_resources: int | None
+    trigger: str
+    created_at: datetime
+    finished_at: datetime | None
+    data_quality_status: str | None
+
+
+class ViolationPage(BaseModel):
+    scan_id: str
+    violations: list[ViolationOut]
+    next_cursor: str | None
+    total: int
+
+
+class ViolationFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    severity: Literal["error", "warning"] | None = None
+    resource_type: str | None = None
+    account_id: str | None = None
+    region: str | None = None
+    tag_name: str | None = None
+    violation_type: Literal["missing_required_tag", "invalid_value", "invalid_format", "wrong_key_case",
+                            "prohibited_tag", "naming_rule"] | None = None
+    resource_arn: str | None = None
+
+
+PageSize = Annotated[int, Field(ge=1, le=1000)]

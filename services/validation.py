@@ -1,0 +1,75 @@
+"""Validate specific resources by ARN right now, against the active policy (no scan job needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from policies.engine import compile_policy, evaluate_resource
+from scanner.providers.aws.collect import fetch_resources_by_arn, parse_arn
+from services.errors import InvalidInput
+from services.policy_store import active_policy
+from services.runtime import Runtime
+from services.schemas import DataQuality, FailedShard, ViolationOut
+
+MAX_ARNS = 100
+
+
+class ResourceValidation(BaseModel):
+    resource_arn: str
+    resource_type: str
+    account_id: str
+    region: str
+    in_scope: bool = Field(description="False when no required tag applies to this resource type.")
+    compliant: bool
+    tags: dict[str, str]
+    violations: list[ViolationOut]
+
+
+class ValidationResult(BaseModel):
+    policy_version: str
+    total: int
+    compliant: int
+    results: list[ResourceValidation]
+    data_quality: DataQuality
+
+
+def validate_arns(arns: Sequence[str]) -> list[str]:
+    """Check the list and each ARN's shape before any cloud call."""
+    if not arns:
+        raise InvalidInput("no ARN given", field="resource_arns", fix="pass 1 to 100 resource ARNs")
+    if len(arns) > MAX_ARNS:
+        raise InvalidInput(f"{len(arns)} ARNs given; at most {MAX_ARNS} per call", field="resource_arns",
+                           fix="split the list, or run a scan (check_tag_compliance) for whole estates")
+    for i, arn in enumerate(arns):
+        try:
+            parse_arn(arn)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=f"resource_arns[{i}]",
+                               fix="pass a full ARN such as arn:aws:ec2:us-east-1:123456789012:instance/i-0abc") from None
+    return list(dict.fromkeys(arns))
+
+
+def validate_resource_tags(rt: Runtime, arns: Sequence[str]) -> ValidationResult:
+    unique = validate_arns(arns)
+    policy = active_policy(rt.db, rt.settings.policy_path)
+    compiled = compile_policy(policy.policy)
+    resources, failures = fetch_resources_by_arn(rt.aws, unique)
+    results = []
+    for res in resources:
+        ev = evaluate_resource(res, compiled)
+        results.append(ResourceValidation(
+            resource_arn=res.arn, resource_type=res.resource_type, account_id=res.account_id, region=res.region,
+            in_scope=ev.in_scope, compliant=ev.compliant, tags=dict(res.tags),
+            violations=[ViolationOut(
+                resource_arn=v.resource_arn, resource_id=v.resource_id, resource_type=v.resource_type,
+                account_id=v.account_id, region=v.region, tag_name=v.tag_name,
+                violation_type=str(v.violation_type), severity=str(v.severity), current_value=v.current_value,
+                allowed_values=list(v.allowed_values) if v.allowed_values is not None else None,
+                message=v.message, suggestion=v.suggestion, rule_id=v.rule_id) for v in ev.violations]))
+    dq = DataQuality(status="partial" if failures else "complete",
+                     failed_shards=[FailedShard(shard=f.resource_type, error=f"{f.code}: {f.message}")
+                                    for f in failures])
+    return ValidationResult(policy_version=policy.id, total=len(results),
+                            compliant=sum(r.compliant for r in results), results=results, data_quality=dq)

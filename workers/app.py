@@ -1,0 +1,62 @@
+"""The Celery app. ``celery -A workers.app worker|beat|flower`` uses the module-level ``app``.
+
+Building the app reads settings but opens no connection: the broker is contacted only when a task is
+sent or a worker starts.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Queue
+
+from services.config import Settings, get_settings
+
+DEFAULT_QUEUE = "default"
+AWS_QUEUE = "aws"
+QUEUES = (DEFAULT_QUEUE, AWS_QUEUE)
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("finops", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.effective_broker_url,
+        # Results live in PostgreSQL/SQLite (scan rows); Celery's own result store is not needed.
+        result_backend=settings.celery_result_backend,
+        task_ignore_result=True,
+        # Only JSON crosses the broker: no pickle, tasks take ids.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        # Ack after the task ran, so a worker killed mid-shard gets the shard redelivered.
+        task_acks_late=True,
+        # ...and a worker process lost (OOM, SIGKILL) also requeues instead of dropping the task.
+        task_reject_on_worker_lost=True,
+        # Shards are long and uneven: a worker takes one at a time so idle workers can take the rest.
+        worker_prefetch_multiplier=1,
+        # A broker not up yet at start-up (compose ordering) is retried instead of crashing the worker.
+        broker_connection_retry_on_startup=True,
+        # Shard tasks go to the provider's queue so each provider's worker pool scales on its own.
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=[Queue(DEFAULT_QUEUE), Queue(AWS_QUEUE)],
+        task_routes={"scan.shard": {"queue": AWS_QUEUE}},
+        # Lets Flower and `celery events` show task progress in production.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # A redelivered long shard must not be handed to a second worker while the first still runs:
+        # Redis' visibility timeout must exceed the hard time limit.
+        broker_transport_options={"visibility_timeout": max(3600, settings.shard_hard_time_limit * 4)},
+        # One beat: the daily snapshot at 02:00 UTC.
+        beat_schedule={
+            "daily-compliance-snapshot": {
+                "task": "scan.scheduled_snapshot",
+                "schedule": crontab(minute=0, hour=2),
+            },
+        },
+    )
+    return app
+
+
+app = create_app(get_settings())

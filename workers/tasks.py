@@ -1,0 +1,82 @@
+"""Thin named tasks: each takes an id, calls one service function, and maps outcomes to Celery retries.
+
+All of them are idempotent (see services.scans), which is what makes acks_late redelivery safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from services import scans
+from services.config import get_settings
+from services.errors import NotFound, Unavailable
+from services.schemas import ScanRequest
+from workers.app import app
+from workers.runtime import worker_runtime
+
+log = logging.getLogger(__name__)
+_settings = get_settings()
+
+
+class ShardTask(Task):  # type: ignore[misc]
+    """Marks the shard failed when the task dies for good, so the scan can still finish as partial."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        shard_id = args[0] if args else kwargs.get("shard_id")
+        if shard_id:
+            scans.mark_shard_failed(worker_runtime(), shard_id, f"the shard task failed: {type(exc).__name__}: {exc}")
+
+
+@app.task(name="scan.plan", bind=True, max_retries=5, acks_late=True)
+def plan_scan(self: Task, scan_id: str) -> None:
+    try:
+        scans.plan_scan(worker_runtime(), scan_id)
+    except NotFound:
+        log.warning("scan %s vanished before planning; dropping the task", scan_id)
+    except Unavailable as exc:  # database briefly unreachable: try again with backoff
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+
+
+# Time limits apply in the prefork pool (production); the embedded thread pool cannot interrupt a thread,
+# so there a hung shard is caught by scans.reconcile instead.
+@app.task(name="scan.shard", bind=True, base=ShardTask, max_retries=10, acks_late=True,
+          soft_time_limit=_settings.shard_soft_time_limit, time_limit=_settings.shard_hard_time_limit)
+def run_shard(self: Task, shard_id: str) -> None:
+    rt = worker_runtime()
+    try:
+        outcome = scans.run_shard(rt, shard_id)
+    except NotFound:
+        log.warning("shard %s vanished; dropping the task", shard_id)
+        return
+    except SoftTimeLimitExceeded:
+        scans.mark_shard_failed(rt, shard_id, f"the shard exceeded its time limit "
+                                              f"({rt.settings.shard_soft_time_limit} s)")
+        return
+    except Unavailable as exc:
+        if self.request.retries >= rt.settings.shard_max_retries:
+            raise
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+    if outcome.retry:
+        # Throttled past the per-call retries: run the whole shard again later (its rows are replaced).
+        raise self.retry(countdown=outcome.countdown)
+
+
+@app.task(name="scan.finalize", bind=True, max_retries=5, acks_late=True)
+def finalize_scan(self: Task, scan_id: str) -> None:
+    try:
+        scans.finalize_scan(worker_runtime(), scan_id)
+    except NotFound:
+        log.warning("scan %s vanished before finalizing", scan_id)
+    except Unavailable as exc:
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+
+
+@app.task(name="scan.scheduled_snapshot", acks_late=True)
+def scheduled_snapshot() -> str:
+    """Beat's daily snapshot: a scan of the configured defaults, queued behind interactive work."""
+    return scans.submit(worker_runtime(), ScanRequest(trigger="scheduled"), requested_by="beat")
+
