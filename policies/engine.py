@@ -104,7 +104,7 @@ class CompiledRule:
         # are remembered (bounded like the other caches).
         self.value_hints: dict[str, str | None] = {}
         self.format_hints: dict[str, str | None] = {}
-        self.missing_hints: dict[tuple[str, ...], str] = {}
+        self.missing_hints: dict[frozenset[str], str] = {}
         self.allowed_list = _fmt_values(self.allowed) if self.allowed is not None else ""
         if self.allowed is not None:
             self.allowed_text = f"; allowed: {self.allowed_list}"
@@ -143,8 +143,9 @@ class _RuleSet:
         self.rules = required + optional
         self.folded: dict[str, CompiledRule] = {r.folded: r for r in self.rules}
         self.exact = frozenset(r.name for r in self.rules)
-        self.fast_required = tuple((r.name, r.known_good, r.learn) for r in required)
-        self.fast_optional = tuple((r.name, r.known_good, r.learn) for r in optional)
+        # Flat tuples so the hot loop unpacks locals instead of reading attributes.
+        self.fast_required = tuple((r.name, r.known_good, r.learn, r) for r in required)
+        self.fast_optional = tuple((r.name, r.known_good, r.learn, r) for r in optional)
         self.good_keys: set[str] = set()
 
     def learn_key(self, key: str) -> bool:
@@ -189,6 +190,7 @@ class CompiledPolicy:
                                for r in policy.optional_tags)
         # Every rule name, whatever the type: a key that names any rule is never "a key you misspelt".
         self._all_folded = frozenset(r.folded for r in self._required + self._optional)
+        self._all_names = frozenset(r.name for r in self._required + self._optional)
         self._prohibited = tuple(WildcardPattern(p, case_sensitive=False) for p in policy.prohibited_tags)
         self._by_type: dict[str, _RuleSet | None] = {}
         # Values known to pass the character rule; None when that rule is off (nothing to check).
@@ -230,52 +232,67 @@ class CompiledPolicy:
     # --- evaluation -----------------------------------------------------------------------------
 
     def evaluate_resource(self, resource: Resource) -> ResourceEvaluation:
-        """Evaluate one resource; see :func:`evaluate_resource`."""
+        """Evaluate one resource; see :func:`evaluate_resource`.
+
+        One pass of cache lookups notes which rules and which keys are not known to be fine; for a
+        compliant resource that is all that happens (nothing allocated). Only the noted rules and
+        keys then get the detailed check that builds violations.
+        """
         try:
             rs = self._by_type[resource.resource_type]
         except KeyError:
             rs = self._ruleset(resource.resource_type)
         if rs is None:
             return ResourceEvaluation(resource, False, _NO_VIOLATIONS)
-        if self._fast_ok(rs, resource.tags):
-            return ResourceEvaluation(resource, True, _NO_VIOLATIONS)
-        return ResourceEvaluation(resource, True, self._check_all(rs, resource))
-
-    def _fast_ok(self, rs: _RuleSet, tags: Mapping[str, str]) -> bool:
-        """True only when the resource certainly has no violation; False means "run the full check".
-
-        Allocation-free: lookups in the caches, falling back to a check that fills them.
-        """
+        tags = resource.tags
         get = tags.get
-        for name, good, learn in rs.fast_required:
+        bad_rules: list[CompiledRule] | None = None
+        for name, good, learn, rule in rs.fast_required:
             v = get(name)
             if v is None or (v not in good and not learn(v)):
-                return False
-        for name, good, learn in rs.fast_optional:
+                if bad_rules is None:
+                    bad_rules = [rule]
+                else:
+                    bad_rules.append(rule)
+        for name, good, learn, rule in rs.fast_optional:
             v = get(name)
             if v is not None and v not in good and not learn(v):
-                return False
-        if len(tags) > self._fast_max_tags:
-            return False
+                if bad_rules is None:
+                    bad_rules = [rule]
+                else:
+                    bad_rules.append(rule)
+        bad_keys: list[str] | None = None
         good_keys, learn_key = rs.good_keys, rs.learn_key
+        good_values, learn_value = self._good_values, self._learn_value
         max_value = self.max_value_length
-        good_values = self._good_values
         for k, v in tags.items():
-            if k not in good_keys and not learn_key(k):
-                return False
-            if len(v) > max_value:
-                return False
-            if good_values is not None and v not in good_values:
-                if _BAD_CHARS.search(v) is not None:
-                    return False
-                if len(good_values) < _CACHE_LIMIT:
-                    good_values.add(v)
+            if ((k not in good_keys and not learn_key(k)) or len(v) > max_value
+                    or (good_values is not None and v not in good_values and not learn_value(v))):
+                if bad_keys is None:
+                    bad_keys = [k]
+                else:
+                    bad_keys.append(k)
+        if bad_rules is None and bad_keys is None and len(tags) <= self._fast_max_tags:
+            return ResourceEvaluation(resource, True, _NO_VIOLATIONS)
+        details = self._details(rs, resource, bad_rules or [], bad_keys or [])
+        return ResourceEvaluation(resource, True, details)
+
+    def _learn_value(self, value: str) -> bool:
+        """Whether ``value`` passes the character rule (remembered when it does)."""
+        good_values = self._good_values
+        if good_values is None:
+            return True
+        if _BAD_CHARS.search(value) is not None:
+            return False
+        if len(good_values) < _CACHE_LIMIT:
+            good_values.add(value)
         return True
 
-    def _check_all(self, rs: _RuleSet, resource: Resource) -> tuple[Violation, ...]:
-        """The full check: every violation of ``resource`` in deterministic order."""
+    def _details(self, rs: _RuleSet, resource: Resource, bad_rules: list[CompiledRule],
+                 bad_keys: list[str]) -> tuple[Violation, ...]:
+        """Violations from the rules and keys the first pass could not clear, in a fixed order:
+        rules in policy order, then keys sorted, then the tag count."""
         tags = resource.tags
-        keys = sorted(tags)
         out: list[Violation] = []
 
         def add(rule_id: str, tag_name: str, vtype: ViolationType, severity: Severity, current: str | None,
@@ -284,27 +301,44 @@ class CompiledPolicy:
                                  resource.account_id, resource.region, tag_name, vtype, severity, current,
                                  allowed, message, suggestion))
 
-        # Keys that spell a rule's name only when case is ignored (costcenter), by folded name.
-        exact, folded_rules = rs.exact, rs.folded
+        bad_keys.sort()
+        # Keys spelling a rule's name only when case is ignored (costcenter) never pass the first
+        # pass, so they are all among the bad keys; their rules need the detailed check too.
         variants: dict[str, list[str]] = {}
-        for k in keys:
+        exact, folded_rules = rs.exact, rs.folded
+        for k in bad_keys:
             if k not in exact:
-                folded = k.casefold()
-                if folded in folded_rules:
-                    variants.setdefault(folded, []).append(k)
+                rule = folded_rules.get(k.casefold())
+                if rule is not None:
+                    variants.setdefault(rule.name, []).append(k)
+        if variants:
+            bad_rules = [r for r in rs.rules if r.name in variants or r in bad_rules]
+        for rule in bad_rules:
+            self._check_rule(rule, tags, tags.get(rule.name), variants.get(rule.name, []), add)
 
-        for rule in rs.rules:
-            value = tags.get(rule.name)
-            found = variants.get(rule.folded) if variants else None
-            if found is None:
-                if value is None:
-                    if rule.required:
-                        self._report_missing(rule, tags, None, rule.name, add)
-                    continue
-                if value in rule.known_good or rule.learn(value):
-                    continue  # the value satisfies the rule: nothing to report
-            self._check_rule(rule, tags, value, found or [], add)
-        self._check_keys(rs, keys, tags, add)
+        good_keys, good_values = rs.good_keys, self._good_values
+        max_value = self.max_value_length
+        for k in bad_keys:
+            v = tags[k]
+            if k not in good_keys:
+                self._check_key(k, v, add)
+            if len(v) > max_value:
+                add(f"naming_rule:{k}:value_length", k, ViolationType.NAMING_RULE, Severity.WARNING, v, None,
+                    f"Tag {_clip(k)!r} has a value {len(v)} characters long; the maximum is {max_value}",
+                    f"shorten the value to at most {max_value} characters")
+            if good_values is not None and v not in good_values and _BAD_CHARS.search(v) is not None:
+                bad = " ".join(map(repr, sorted(set(_BAD_CHARS.findall(v)))))
+                add(f"naming_rule:{k}:value_characters", k, ViolationType.NAMING_RULE, Severity.WARNING, v,
+                    None, f"Tag {_clip(k)!r} has value {_clip(v)!r} with characters the policy does not "
+                    f"allow ({bad}); allowed: {_ALLOWED_CHARS_TEXT}", _sanitise(v))
+        if self.max_tags is not None and len(tags) > self.max_tags:
+            # Keys under aws: do not count towards the AWS limit.
+            user_tags = sum(1 for k in tags if not k.casefold().startswith(RESERVED_PREFIX))
+            if user_tags > self.max_tags:
+                add("naming_rule:*:max_tags", "*", ViolationType.NAMING_RULE, Severity.WARNING,
+                    str(user_tags), None,
+                    f"Resource has {user_tags} user tags; the maximum is {self.max_tags}",
+                    f"remove at least {user_tags - self.max_tags} tags")
         return tuple(out)
 
     def _check_rule(self, rule: CompiledRule, tags: Mapping[str, str], value: str | None,
@@ -360,63 +394,34 @@ class CompiledPolicy:
         """missing_required_tag: absent (``value`` None) or present but blank."""
         if value is None:
             message = f"Required tag {rule.name!r} is missing{rule.allowed_text}"
-            # Keys unrelated to any rule are the candidates for "you probably meant this key".
-            unrelated = tuple(sorted(k for k in tags if k.casefold() not in self._all_folded))
+            # The resource's other keys are the candidates for "you probably meant this key".
+            others = frozenset(tags.keys() - self._all_names)
         else:
             message = f"Required tag {shown} is present but empty{rule.allowed_text}"
-            unrelated = ()
+            others = frozenset()
         add(f"missing_required_tag:{rule.name}", rule.name, ViolationType.MISSING_REQUIRED_TAG, rule.severity,
-            value, rule.allowed, message, self._missing_suggestion(rule, unrelated))
+            value, rule.allowed, message, self._missing_suggestion(rule, others))
 
-    @staticmethod
-    def _missing_suggestion(rule: CompiledRule, unrelated: tuple[str, ...]) -> str:
-        hint = rule.missing_hints.get(unrelated)
+    def _missing_suggestion(self, rule: CompiledRule, others: frozenset[str]) -> str:
+        hint = rule.missing_hints.get(others)
         if hint is None:
-            hint = CompiledPolicy._missing_hint(rule, unrelated)
+            hint = self._missing_hint(rule, others)
             if len(rule.missing_hints) < _CACHE_LIMIT:
-                rule.missing_hints[unrelated] = hint
+                rule.missing_hints[others] = hint
         return hint
 
-    @staticmethod
-    def _missing_hint(rule: CompiledRule, unrelated: tuple[str, ...]) -> str:
-        # A present key that looks like the missing one (cost_center, Env) is most likely the intent.
+    def _missing_hint(self, rule: CompiledRule, others: frozenset[str]) -> str:
+        # A present key that looks like the missing one (cost_center, Env) is most likely the intent;
+        # keys naming another rule in any case are that rule's business, not a misspelling.
+        unrelated = sorted(k for k in others if k.casefold() not in self._all_folded)
         similar = closest_key(rule.name, unrelated)
         if similar is not None:
             return f"rename key {similar!r} to {rule.name!r}"
-        if rule.allowed is not None:
-            literals = [a for a in rule.allowed if a != "*"]
-            if literals:
-                return f"add tag {rule.name!r} with one of: {_fmt_values(literals)}"
+        if rule.allowed is not None and rule.allowed != ("*",):
+            return f"add tag {rule.name!r}; allowed: {rule.allowed_list}"
         if rule.regex is not None:
             return f"add tag {rule.name!r} with a value matching {rule.regex.pattern}"
         return f"add tag {rule.name!r}"
-
-    def _check_keys(self, rs: _RuleSet, keys: list[str], tags: Mapping[str, str],
-                    add: Callable[..., None]) -> None:
-        good_keys = rs.good_keys
-        good_values = self._good_values
-        max_value = self.max_value_length
-        user_tags = 0
-        for k in keys:
-            v = tags[k]
-            if k in good_keys:
-                # Known-good keys are never under aws: and break no key rule; only the value is left.
-                user_tags += 1
-            elif self._check_key(k, v, add):
-                user_tags += 1
-            if len(v) > max_value:
-                add(f"naming_rule:{k}:value_length", k, ViolationType.NAMING_RULE, Severity.WARNING, v, None,
-                    f"Tag {_clip(k)!r} has a value {len(v)} characters long; the maximum is {max_value}",
-                    f"shorten the value to at most {max_value} characters")
-            if good_values is not None and v not in good_values and _BAD_CHARS.search(v) is not None:
-                bad = " ".join(map(repr, sorted(set(_BAD_CHARS.findall(v)))))
-                add(f"naming_rule:{k}:value_characters", k, ViolationType.NAMING_RULE, Severity.WARNING, v,
-                    None, f"Tag {_clip(k)!r} has value {_clip(v)!r} with characters the policy does not "
-                    f"allow ({bad}); allowed: {_ALLOWED_CHARS_TEXT}", _sanitise(v))
-        if self.max_tags is not None and user_tags > self.max_tags:
-            add("naming_rule:*:max_tags", "*", ViolationType.NAMING_RULE, Severity.WARNING, str(user_tags),
-                None, f"Resource has {user_tags} user tags; the maximum is {self.max_tags}",
-                f"remove at least {user_tags - self.max_tags} tags")
 
     def _check_key(self, k: str, v: str, add: Callable[..., None]) -> bool:
         """Key-only rules for a key not known to be good; returns whether it counts as a user tag."""

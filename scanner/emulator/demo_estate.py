@@ -1,8 +1,8 @@
 """Seed an emulated AWS organization with a realistic, deterministic tagging mess.
 
 :func:`seed_demo_organization` builds, on a moto endpoint, what a FinOps team meets on day one: an
-organization with a management account and three member accounts in two OUs, about 650 resources of
-19 types over three regions, tagged the way real teams tag (keys in the wrong case, ``prod`` instead
+organization with a management account and three member accounts in two OUs, 642 resources of
+20 types over three regions, tagged the way real teams tag (keys in the wrong case, ``prod`` instead
 of ``production``, typos, empty owners, private e-mail owners, prohibited ``temp*`` keys, never
 tagged resources) against ``policies/examples/default.json``. The same application is tagged
 correctly in one account and with ``env`` instead of ``Environment`` in another, and one account
@@ -436,7 +436,7 @@ _MEMBER_PLANS: tuple[_AccountPlan, ...] = (
             ("prohibited_key", 5),
             ("missing_owner", 3),
         ),
-        forced_profiles={"payments-api": "env_alias"},
+        forced_profiles={"payments-api": "bad_application"},
         account_tags={},
     ),
 )
@@ -1279,34 +1279,52 @@ def _scaled_counts(base: Mapping[str, int], factor: float) -> dict[str, int]:
     return {rtype: max(0, round(n * factor)) for rtype, n in base.items()}
 
 
-def _seed_account(
-    endpoint_url: str,
-    credentials: Mapping[str, str],
-    account_id: str,
-    plan: _AccountPlan,
-    regions: Sequence[str],
-    counts: Mapping[str, int],
-    seed: int,
-    application_types: frozenset[str],
-    out: list[SeededResource],
-    terminated: list[SeededResource],
-    bucket_names: set[str],
-    *,
-    lifecycle_extras: bool,
-) -> int:
-    """Seed every region of one account; returns how many IAM roles were created for support."""
-    clients = _AccountClients(session, endpoint_url, account_id, credentials)
-    roles = _service_roles(clients)
-    for region in regions:
-        # One stream per (seed, account, region): adding a region or account leaves the others'
-        # names and tags unchanged. String seeds hash with SHA-512, independent of PYTHONHASHSEED.
-        rng = random.Random(f"{seed}:{plan.label}:{region}")
-        seeder = _RegionSeeder(
-            clients, plan, region, rng, application_types, roles, out, terminated, bucket_names
-        )
-        first = region == regions[0]
-        seeder.seed(counts, terminate_one=lifecycle_extras and first, stop_one=lifecycle_extras and first)
-    return len(roles)
+@dataclass(slots=True)
+class _SeedRun:
+    """What every account of one seeding run shares: where to write, what was written."""
+
+    endpoint_url: str
+    seed: int
+    application_types: frozenset[str]
+    session: Any
+    resources: list[SeededResource] = field(default_factory=list)
+    terminated: list[SeededResource] = field(default_factory=list)
+    bucket_names: set[str] = field(default_factory=set)
+    support_roles: int = 0
+
+    def seed_account(
+        self,
+        account_id: str,
+        credentials: Mapping[str, str],
+        plan: _AccountPlan,
+        regions: Sequence[str],
+        counts: Mapping[str, int],
+        *,
+        service_roles: bool = True,
+        lifecycle_extras: bool = False,
+    ) -> None:
+        """Seed every region of one account. ``lifecycle_extras`` adds, in the first region, one
+        terminated and one stopped instance."""
+        clients = _AccountClients(self.session, self.endpoint_url, account_id, credentials)
+        roles = _service_roles(clients) if service_roles else {}
+        self.support_roles += len(roles)
+        for region in regions:
+            # One stream per (seed, account, region): adding a region or account leaves the others'
+            # names and tags unchanged. String seeds hash with SHA-512, independent of PYTHONHASHSEED.
+            rng = random.Random(f"{self.seed}:{plan.label}:{region}")
+            seeder = _RegionSeeder(
+                clients,
+                plan,
+                region,
+                rng,
+                self.application_types,
+                roles,
+                self.resources,
+                self.terminated,
+                self.bucket_names,
+            )
+            extras = lifecycle_extras and region == regions[0]
+            seeder.seed(counts, terminate_one=extras, stop_one=extras)
 
 
 def _create_organization(
@@ -1368,30 +1386,20 @@ def _attach_tag_policies(org: Any, root_id: str, ou_ids: Mapping[str, str]) -> d
     return created
 
 
-def _seed_management_account(
-    endpoint_url: str,
-    account_id: str,
-    out: list[SeededResource],
-    bucket_names: set[str],
-    seed: int,
-    application_types: frozenset[str],
-) -> None:
-    """A few resources in the management account, as organizations keep there (trail logs, billing)."""
-    clients = _AccountClients(session, endpoint_url, account_id, fake_credentials())
-    plan = _AccountPlan(
-        label="management",
-        name="Management",
-        ou="",
-        size=1.0,
-        environments=(("production", 100),),
-        apps=("monitoring",),
-        profile_weights=(("compliant", 50), ("untagged", 50)),
-        forced_profiles={},
-        account_tags={},
-    )
-    rng = random.Random(f"{seed}:management:{DEFAULT_REGION}")
-    seeder = _RegionSeeder(clients, plan, DEFAULT_REGION, rng, application_types, {}, out, [], bucket_names)
-    seeder.seed({"s3:bucket": 2, "logs:log-group": 1, "kms:key": 1}, terminate_one=False, stop_one=False)
+# The management account holds little, as organizations advise: the trail's log bucket, billing
+# exports, a key; half of it tagged.
+_MANAGEMENT_PLAN = _AccountPlan(
+    label="management",
+    name="Management",
+    ou="",
+    size=1.0,
+    environments=(("production", 100),),
+    apps=("monitoring",),
+    profile_weights=(("compliant", 50), ("untagged", 50)),
+    forced_profiles={},
+    account_tags={},
+)
+_MANAGEMENT_COUNTS = {"s3:bucket": 2, "logs:log-group": 1, "kms:key": 1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1406,11 +1414,14 @@ def seed_demo_organization(
     scale: float = 1.0,
     regions: Sequence[str] = DEMO_REGIONS,
     policy_path: Path | str = DEFAULT_POLICY_PATH,
+    seed_management: bool = False,
 ) -> DemoEstate:
     """Build the demo organization on a fresh moto endpoint and describe it.
 
-    ``scale`` multiplies every per-region count (1.0 gives about 650 resources; 10 about 6,500 for
-    benchmarks). Raises ``RuntimeError`` if the endpoint already holds an organization.
+    ``scale`` multiplies every per-region count (1.0 gives 642 resources in the three member
+    accounts; 10 about 6,400 for benchmarks). ``seed_management`` also puts four resources in the
+    management account (scanning it then needs the management session, not an assumed role).
+    Raises ``RuntimeError`` if the endpoint already holds an organization.
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
@@ -1430,28 +1441,26 @@ def seed_demo_organization(
     names[management_id] = "Management"
     account_ous[management_id] = "Root"
 
-    application_types = _application_types(Path(policy_path))
-    resources: list[SeededResource] = []
-    terminated: list[SeededResource] = []
-    bucket_names: set[str] = set()
-    support_roles = 0
-
-    _seed_management_account(endpoint_url, management_id, resources, bucket_names, seed, application_types)
+    run = _SeedRun(endpoint_url, seed, _application_types(Path(policy_path)), management)
+    if seed_management:
+        run.seed_account(
+            management_id,
+            fake_credentials(),
+            _MANAGEMENT_PLAN,
+            [DEFAULT_REGION],
+            _MANAGEMENT_COUNTS,
+            service_roles=False,
+        )
     for account_id, plan in zip(member_ids, _MEMBER_PLANS, strict=True):
-        support_roles += _seed_account(
-            endpoint_url,
-            _assumed_credentials(sts, account_id, DEFAULT_REGION),
+        run.seed_account(
             account_id,
+            _assumed_credentials(sts, account_id, DEFAULT_REGION),
             plan,
             regions,
             _scaled_counts(_BASE_COUNTS, plan.size * scale),
-            seed,
-            application_types,
-            resources,
-            terminated,
-            bucket_names,
             lifecycle_extras=True,
         )
+    resources = run.resources
 
     rds_count = sum(1 for r in resources if r.resource_type == "rds:db")
     kms_count = sum(1 for r in resources if r.resource_type == "kms:key")
@@ -1469,9 +1478,9 @@ def seed_demo_organization(
         # The last plan (sandbox) is built to be the worst: most untagged, fewest compliant.
         worst_account_id=member_ids[-1],
         resources=resources,
-        terminated=terminated,
+        terminated=run.terminated,
         support_counts={
-            "iam:role (service execution roles)": support_roles,
+            "iam:role (service execution roles)": run.support_roles,
             "rds:snapshot (automated, made by moto per DB)": rds_count,
             "kms:alias": kms_count,
         },
@@ -1500,27 +1509,16 @@ def seed_small_estate(
         raise ValueError("account_ids must not be empty")
     started = time.perf_counter()
     post_moto_api(endpoint_url, f"/moto-api/seed?a={int(seed)}")
-    sts = make_session(fake_credentials()).client("sts", endpoint_url=endpoint_url)
-    application_types = _application_types(Path(policy_path))
-    resources: list[SeededResource] = []
-    terminated: list[SeededResource] = []
-    bucket_names: set[str] = set()
-    support_roles = 0
+    session = make_session(fake_credentials())
+    sts = session.client("sts", endpoint_url=endpoint_url)
+    run = _SeedRun(endpoint_url, seed, _application_types(Path(policy_path)), session)
     for index, account_id in enumerate(account_ids):
-        plan = _SMALL_PLANS[min(index, len(_SMALL_PLANS) - 1)]
-        support_roles += _seed_account(
-            endpoint_url,
-            _assumed_credentials(sts, account_id, DEFAULT_REGION),
+        run.seed_account(
             account_id,
-            plan,
+            _assumed_credentials(sts, account_id, DEFAULT_REGION),
+            _SMALL_PLANS[min(index, len(_SMALL_PLANS) - 1)],
             regions,
             _SMALL_COUNTS,
-            seed,
-            application_types,
-            resources,
-            terminated,
-            bucket_names,
-            lifecycle_extras=False,
         )
     estate = DemoEstate(
         endpoint_url=endpoint_url,
@@ -1536,9 +1534,9 @@ def seed_small_estate(
         account_ous={},
         tag_policy_ids={},
         worst_account_id=account_ids[-1],
-        resources=resources,
-        terminated=terminated,
-        support_counts={"iam:role (service execution roles)": support_roles},
+        resources=run.resources,
+        terminated=run.terminated,
+        support_counts={"iam:role (service execution roles)": run.support_roles},
         policy_path=str(policy_path),
         seed=seed,
         scale=1.0,

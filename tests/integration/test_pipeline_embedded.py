@@ -1,0 +1,187 @@
+"""The scan pipeline in the embedded mode: a moto server over HTTP, a SQLite file and the same Celery
+tasks on an in-process worker. Counts are compared with what the seeder created."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from sqlalchemy import func, select, update
+
+from services import scans
+from services.db.models import ScanResourceRow, ScanRow, ScanShardRow, ViolationRow
+from services.errors import InvalidInput, NotFound
+from services.schemas import ScanRequest, ViolationFilters
+from tests.integration.conftest import expected_by_type, wait_scan
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def small_estate(embedded_runtime: Any) -> Any:
+    from scanner.emulator.demo_estate import seed_small_estate
+
+    return seed_small_estate(embedded_runtime.settings.aws_endpoint_url)
+
+
+def _request(estate: Any, **kw: Any) -> ScanRequest:
+    return ScanRequest(accounts=list(estate.member_account_ids), regions=list(estate.regions),
+                       resource_types=sorted(estate.resource_types), **kw)
+
+
+def test_scan_finds_exactly_what_was_seeded(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+    scan_id = scans.submit(rt, _request(estate))
+    result = wait_scan(rt, scan_id)
+
+    assert result.status == "succeeded", result.data_quality
+    assert result.data_quality.status == "complete"
+    expected = expected_by_type(estate, list(estate.member_account_ids))
+    assert {k: v.total for k, v in result.breakdowns.by_resource_type.items()} == expected
+    assert result.total_resources == sum(expected.values())
+    assert set(result.breakdowns.by_account) == set(estate.member_account_ids)
+    # Every seeded ARN is found, keyed by ARN.
+    with rt.db.session() as s:
+        found = set(s.scalars(select(ScanResourceRow.arn).where(ScanResourceRow.scan_id == scan_id)))
+    seeded = {r.arn for r in estate.resources if r.account_id in estate.member_account_ids}
+    assert seeded <= found
+    # The score is compliant / in scope, and the violation total adds up.
+    assert result.in_scope_resources and result.compliant_resources is not None
+    assert result.compliance_score == pytest.approx(result.compliant_resources / result.in_scope_resources, abs=1e-6)
+    assert result.violations_total == sum(e.violations for e in result.breakdowns.by_resource_type.values())
+    assert 0 < result.violations_total
+    # Every shard reports its calls.
+    assert result.progress.shards_done == result.progress.shards_total > 0
+    assert result.progress.api_calls > 0
+
+
+def test_redelivered_shard_and_finalize_change_nothing(embedded_runtime: Any, small_estate: Any) -> None:
+    rt = embedded_runtime
+    scan_id = scans.submit(rt, _request(small_estate))
+    before = wait_scan(rt, scan_id)
+
+    def counts() -> tuple[int, int]:
+        with rt.db.session() as s:
+            return (s.scalar(select(func.count()).select_from(ScanResourceRow).where(ScanResourceRow.scan_id == scan_id)),
+                    s.scalar(select(func.count()).select_from(ViolationRow).where(ViolationRow.scan_id == scan_id)))
+
+    baseline = counts()
+    with rt.db.session() as s:
+        shard_id = s.scalars(select(ScanShardRow.id).where(ScanShardRow.scan_id == scan_id,
+                                                            ScanShardRow.resources_found > 0)).first()
+        # Simulate acks_late redelivery of a shard whose worker died after writing.
+        s.execute(update(ScanShardRow).where(ScanShardRow.id == shard_id).values(status="running"))
+    assert scans.run_shard(rt, shard_id).status == "succeeded"
+    assert counts() == baseline
+    # A finished shard delivered again is not run again.
+    assert scans.run_shard(rt, shard_id).status == "succeeded"
+    scans.finalize_scan(rt, scan_id)
+    after = scans.get_scan(rt, scan_id, violations_limit=0)
+    assert (after.total_resources, after.compliance_score, after.violations_total) == (
+        before.total_resources, before.compliance_score, before.violations_total)
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_kw: Any) -> Any:
+        yield self._data
+
+    def read(self, *_a: Any) -> bytes:
+        return self._data
+
+
+def test_access_denied_makes_only_its_shard_partial(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+    denied_account, denied_region = estate.member_account_ids[0], estate.regions[0]
+
+    def deny(request: Any, **_kw: Any) -> AWSResponse:
+        body = json.dumps({"__type": "AccessDeniedException",
+                           "message": "User is not authorized to perform: dynamodb:ListTables"}).encode()
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "AccessDeniedException",
+                                              "Content-Type": "application/x-amz-json-1.0"}, _Body(body))
+
+    # The factory caches clients, so the shard's worker uses this very client.
+    rt.aws.client(denied_account, "dynamodb", denied_region).meta.events.register("before-send.dynamodb.*", deny)
+    scan_id = scans.submit(rt, _request(small_estate))
+    result = wait_scan(rt, scan_id)
+
+    assert result.status == "partial"
+    assert result.data_quality.status == "partial"
+    assert len(result.data_quality.failed_shards) == 1
+    failed = result.data_quality.failed_shards[0]
+    assert failed.shard == f"{denied_account}/{denied_region}/dynamodb"
+    assert "AccessDenied" in failed.error
+    # Everything else is still counted: only the denied tables are missing.
+    expected = expected_by_type(estate, list(estate.member_account_ids))
+    missing = estate.counts.get((denied_account, denied_region, "dynamodb:table"), 0)
+    assert result.total_resources == sum(expected.values()) - missing
+
+
+def test_cancel_a_running_scan(embedded_runtime: Any, small_estate: Any) -> None:
+    rt = embedded_runtime
+    scan_id = scans.submit(rt, _request(small_estate))
+    cancelled = scans.cancel_scan(rt, scan_id)
+    final = wait_scan(rt, scan_id)
+    assert final.status == "cancelled", cancelled
+    assert final.data_quality.status == "partial"
+    with pytest.raises(InvalidInput, match="already ended"):
+        scans.cancel_scan(rt, scan_id)
+
+
+def test_tagging_api_long_tail_is_labelled(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+    scan_id = scans.submit(rt, ScanRequest(accounts=list(estate.member_account_ids)[:1],
+                                           regions=list(estate.regions)[:1], resource_types="all"))
+    result = wait_scan(rt, scan_id)
+    assert result.status == "succeeded", result.data_quality
+    assert any("only tagged resources" in n for n in result.data_quality.notes)
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("regions", ["us-east-1", "mars-north-1"], "unknown region"),
+    ("resource_types", ["ec2:instance", "ec2:spaceship"], "unknown resource type"),
+    ("accounts", ["12345"], "12-digit"),
+])
+def test_bad_requests_write_nothing(embedded_runtime: Any, field: str, value: list[str], needle: str) -> None:
+    rt = embedded_runtime
+    with pytest.raises(InvalidInput, match=needle) as info:
+        scans.submit(rt, ScanRequest(**{field: value}))
+    assert info.value.field == field and info.value.fix
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ScanRow)) == 0
+
+
+def test_reads_reject_unknown_ids_and_cursors(embedded_runtime: Any, small_estate: Any) -> None:
+    rt = embedded_runtime
+    with pytest.raises(NotFound):
+        scans.get_scan(rt, "6f1c9a64-3b8e-4f5e-9a51-1d2a7c1e0b11")
+    with pytest.raises(InvalidInput, match="not a scan id"):
+        scans.get_scan(rt, "../../etc/passwd")
+    scan_id = scans.submit(rt, _request(small_estate))
+    wait_scan(rt, scan_id)
+    with pytest.raises(InvalidInput, match="cursor"):
+        scans.list_violations(rt, scan_id, cursor="bm90LWEtY3Vyc29y")
+
+
+def test_violation_pages_are_disjoint_and_complete(embedded_runtime: Any, small_estate: Any) -> None:
+    rt = embedded_runtime
+    scan_id = scans.submit(rt, _request(small_estate))
+    result = wait_scan(rt, scan_id)
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        page = scans.list_violations(rt, scan_id, cursor=cursor, limit=7)
+        seen.extend((v.resource_arn, v.rule_id) for v in page.violations)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert len(seen) == len(set(seen)) == result.violations_total
+    errors = scans.list_violations(rt, scan_id, filters=ViolationFilters(severity="error"), limit=1000)
+    assert errors.violations and all(v.severity == "error" for v in errors.violations)
+    # Filtering never changes the score.
+    assert scans.get_scan(rt, scan_id, filters=ViolationFilters(severity="warning")).compliance_score == \
+        result.compliance_score
