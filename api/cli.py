@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -149,6 +150,7 @@ def render_result(rt: Any, result: ScanResult, fmt: OutputFormat, output: Path |
         _write_output(reports.render_markdown(page), output)
     else:
         page = scans.get_scan(rt, result.scan_id, violations_limit=15)
+        page = page.model_copy(update={"violations": scans.representative_violations(rt, result.scan_id, 15)})
         if output is not None:
             _write_output(reports.render_markdown(page), output)
         else:
@@ -173,7 +175,7 @@ def print_summary(result: ScanResult, console: Console) -> None:
         for col in ("", "resources", "in scope", "compliant", "violations", "score"):
             table.add_column(col, justify="left" if not col else "right")
         for key, e in sorted(entries.items(), key=lambda kv: (kv[1].compliance_score, kv[0]))[:limit]:
-            table.add_row(key, str(e.total), str(e.in_scope), str(e.compliant), str(e.violations),
+            table.add_row(escape(key), str(e.total), str(e.in_scope), str(e.compliant), str(e.violations),
                           f"{e.compliance_score:.0%}")
         console.print(table)
 
@@ -183,13 +185,16 @@ def print_summary(result: ScanResult, console: Console) -> None:
     for col in ("tag", "violations", "resources"):
         tags.add_column(col, justify="left" if col == "tag" else "right")
     for tag, t in sorted(result.breakdowns.by_tag.items(), key=lambda kv: -kv[1].violations)[:8]:
-        tags.add_row(tag, str(t.violations), str(t.resources))
+        tags.add_row(escape(tag), str(t.violations), str(t.resources))
     console.print(tags)
-    top = Table(title=f"Top violations ({len(result.violations)} of {result.violations_total})", title_justify="left")
-    for col in ("resource", "tag", "problem", "suggestion"):
+    top = Table(title=f"Typical violations ({len(result.violations)} of {result.violations_total}; "
+                      "--format json lists all)", title_justify="left")
+    for col in ("account", "resource", "problem", "suggestion"):
         top.add_column(col, overflow="fold")
     for v in result.violations:
-        top.add_row(v.resource_id, v.tag_name, v.message, v.suggestion or "")
+        # Tag keys and values come from the cloud: printed as data, never as console markup.
+        top.add_row(v.account_id, escape(f"{v.resource_type} {v.resource_id}"), escape(v.message),
+                    escape(v.suggestion or ""))
     console.print(top)
 
 

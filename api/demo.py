@@ -38,9 +38,10 @@ def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[...
         home = base.home / "demo"
         shutil.rmtree(home, ignore_errors=True)  # the emulator is new each run, so is its history
         settings = Settings(home=home, aws_endpoint_url=emulator.endpoint_url, database_url=None,
-                            accounts=list(estate.member_account_ids), regions=list(estate.regions))
+                            accounts=estate.account_ids, regions=list(estate.regions))
         rt = get_runtime(settings)
-        request = ScanRequest(accounts=list(estate.member_account_ids), regions=list(estate.regions))
+        # 'all' walks Organizations ListAccounts and assumes a role into each member, as in a real org.
+        request = ScanRequest(accounts="all", regions=list(estate.regions))
         scan_id = scans.submit(rt, request, requested_by="demo")
         console.print(f"scan {scan_id} submitted", highlight=False)
         result = wait(rt, scan_id, timeout=900)

@@ -395,12 +395,12 @@ class CompiledPolicy:
         if value is None:
             message = f"Required tag {rule.name!r} is missing{rule.allowed_text}"
             # The resource's other keys are the candidates for "you probably meant this key".
-            others = frozenset(tags.keys() - self._all_names)
+            suggestion = self._missing_suggestion(rule, frozenset(tags.keys() - self._all_names))
         else:
             message = f"Required tag {shown} is present but empty{rule.allowed_text}"
-            others = frozenset()
+            suggestion = f"set a value for tag {rule.name!r}{rule.allowed_text}"
         add(f"missing_required_tag:{rule.name}", rule.name, ViolationType.MISSING_REQUIRED_TAG, rule.severity,
-            value, rule.allowed, message, self._missing_suggestion(rule, others))
+            value, rule.allowed, message, suggestion)
 
     def _missing_suggestion(self, rule: CompiledRule, others: frozenset[str]) -> str:
         hint = rule.missing_hints.get(others)

@@ -500,6 +500,26 @@ def iter_violations(rt: Runtime, scan_id: str, filters: ViolationFilters | None 
         cursor = page.next_cursor
 
 
+def representative_violations(rt: Runtime, scan_id: str, limit: int = 15) -> list[ViolationOut]:
+    """A varied sample for people: the most frequent kinds of problem (violation type x tag) first,
+    a few examples of each, those with a concrete fix suggestion preferred."""
+    v = ViolationRow
+    with rt.db.session() as s:
+        kinds = s.execute(select(v.violation_type, v.tag_name, func.count()).where(v.scan_id == scan_id)
+                          .group_by(v.violation_type, v.tag_name).order_by(func.count().desc(), v.tag_name)
+                          .limit(limit)).all()
+        per_kind = max(1, -(-limit // max(1, len(kinds))))
+        buckets = [s.scalars(select(v).where(v.scan_id == scan_id, v.violation_type == vt, v.tag_name == tag)
+                             .order_by(v.suggestion.is_(None), v.resource_arn).limit(per_kind)).all()
+                   for vt, tag, _n in kinds]
+    picked: list[ViolationOut] = []
+    for rank in range(per_kind):  # round-robin so every kind shows before any repeats
+        for bucket in buckets:
+            if rank < len(bucket) and len(picked) < limit:
+                picked.append(_violation_out(bucket[rank]))
+    return picked
+
+
 def _filter_clauses(scan_id: str, f: ViolationFilters | None) -> list[Any]:
     v = ViolationRow
     clauses: list[Any] = [v.scan_id == scan_id]

@@ -237,6 +237,11 @@ class DemoEstate:
         return len(self.resources)
 
     @property
+    def expected_compliant_count(self) -> int:
+        """Resources seeded compliant with the demo policy (every other profile breaks a rule)."""
+        return sum(1 for r in self.resources if r.profile == "compliant")
+
+    @property
     def account_ids(self) -> list[str]:
         """Every account holding seeded resources or belonging to the organization, management first."""
         ordered = [self.management_account_id, *self.member_account_ids] if self.management_account_id else []
@@ -307,6 +312,7 @@ class DemoEstate:
             "regions": self.regions,
             "resource_types": self.resource_types,
             "expected_resource_count": self.expected_resource_count,
+            "expected_compliant_count": self.expected_compliant_count,
             "terminated": len(self.terminated),
             "by_account": self.counts_by_account(),
             "by_type": self.counts_by_type(),
@@ -858,13 +864,17 @@ class _RegionSeeder:
         for instance_id, instance in by_instance.items():
             volume = roots[instance_id]
             tags = {t["Key"]: t.get("Value", "") for t in volume.get("Tags", [])}
+            profile = instance.profile if tags else "untagged"
+            if profile == "bad_application" and "ec2:volume" not in self.application_types:
+                # The copied Application value breaks a rule that does not apply to volumes.
+                profile = "compliant"
             self._record(
                 "ec2:volume",
                 self._arn("ec2", f"volume/{volume['VolumeId']}"),
                 volume["VolumeId"],
                 f"{instance.name}-root",
                 tags,
-                instance.profile if tags else "untagged",
+                profile,
                 attached_to=instance_id,
                 role="root",
             )

@@ -13,6 +13,7 @@ reset between uses or run the emulator in its own process (``python -m scanner.e
 from __future__ import annotations
 
 import logging
+import os
 import urllib.request
 from collections.abc import Mapping
 from types import TracebackType
@@ -34,6 +35,17 @@ FAKE_SECRET_ACCESS_KEY = "testing"  # not a secret: the emulator accepts anythin
 # moto's default account: where calls signed with the fake keys land (the organization's management
 # account in the demo). Assumed-role credentials land in the role's account instead.
 MANAGEMENT_ACCOUNT_ID = "123456789012"
+
+
+def disable_default_amis() -> None:
+    """Stop moto from loading its catalogue of public AMIs.
+
+    moto attributes the ~1,300 snapshots behind those AMIs to whichever account asks, so
+    ``DescribeSnapshots(OwnerIds=['self'])`` would list them as the account's own and drown the
+    estate. Real AWS does not; instances launch fine without the catalogue. Must run before the
+    first EC2 backend is created (moto reads it lazily, per account and region).
+    """
+    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
 
 
 def fake_credentials(region: str = DEFAULT_REGION) -> dict[str, str]:
@@ -124,6 +136,7 @@ class EmulatorServer:
         # merely imports scanner.emulator should pay for that.
         from moto.server import ThreadedMotoServer
 
+        disable_default_amis()
         if self._quiet:
             # werkzeug logs each request at INFO on the "werkzeug" logger and, when that logger has
             # no level, sets INFO itself; an explicit WARNING keeps the access log off.
@@ -248,6 +261,7 @@ class EmulatorProcess:
         # A developer's AWS_* / MOTO_* settings must not leak into the emulator (MOTO_ACCOUNT_ID
         # would move the management account, AWS_PROFILE is meaningless there).
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"  # see disable_default_amis()
         # Make the project importable in the child whether it is installed or run from the tree.
         project_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH", "")) if p)

@@ -58,7 +58,9 @@ def _kv(tags: dict[str, str], key: str = "Key", value: str = "Value") -> list[di
 
 
 def _by_arn(resources: list[Resource], resource_type: str | None = None) -> dict[str, dict[str, str]]:
-    return {r.arn: dict(r.tags) for r in resources if resource_type is None or r.resource_type == resource_type}
+    return {
+        r.arn: dict(r.tags) for r in resources if resource_type is None or r.resource_type == resource_type
+    }
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -173,7 +175,9 @@ def _seed_ec2(est: Estate, f: AwsSessionFactory) -> None:
         spec = [{"ResourceType": "snapshot", "Tags": _kv(tags)}] if tags else []
         sid = ec2.create_snapshot(VolumeId=first_volume, TagSpecifications=spec)["SnapshotId"]
         est.add("ec2:snapshot", f"arn:aws:ec2:{REGION}::snapshot/{sid}", tags)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": _kv({"tier": ""})}])
+    vpc = ec2.create_vpc(
+        CidrBlock="10.0.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": _kv({"tier": ""})}]
+    )
     vpc_id = vpc["Vpc"]["VpcId"]
     est.unregistered_tagged[f"arn:aws:ec2:{REGION}:{a}:vpc/{vpc_id}"] = {"tier": ""}
     untagged_vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
@@ -186,18 +190,24 @@ def _seed_ec2(est: Estate, f: AwsSessionFactory) -> None:
     )["GroupId"]
     est.unregistered_tagged[f"arn:aws:ec2:{REGION}:{a}:security-group/{sg}"] = {"team": "net"}
     subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"][
-            "SubnetId"
-        ]
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{az}")[
+            "Subnet"
+        ]["SubnetId"]
         for n, az in ((1, "a"), (2, "b"))
     ]
     tagged_eip = ec2.allocate_address(
-        Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": _kv({"Name": "eip", "team": ""})}]
+        Domain="vpc",
+        TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": _kv({"Name": "eip", "team": ""})}],
     )["AllocationId"]
     plain_eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
     nat_eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
     gone_eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
-    for alloc, tags in ((tagged_eip, {"Name": "eip", "team": ""}), (plain_eip, {}), (nat_eip, {}), (gone_eip, {})):
+    for alloc, tags in (
+        (tagged_eip, {"Name": "eip", "team": ""}),
+        (plain_eip, {}),
+        (nat_eip, {}),
+        (gone_eip, {}),
+    ):
         est.add("ec2:elastic-ip", f"arn:aws:ec2:{REGION}:{a}:elastic-ip/{alloc}", tags)
     nat = ec2.create_nat_gateway(
         SubnetId=subnets[0],
@@ -275,13 +285,19 @@ def _seed_services(est: Estate, f: AwsSessionFactory) -> None:
         est.add("dynamodb:table", f"arn:aws:dynamodb:{REGION}:{a}:table/{name}", tags)
 
     ecs = c("ecs")
-    ecs.register_task_definition(family="td", containerDefinitions=[{"name": "n", "image": "i", "memory": 16}])
+    ecs.register_task_definition(
+        family="td", containerDefinitions=[{"name": "n", "image": "i", "memory": 16}]
+    )
     for cname, ctags in (("c1", {"team": ""}), ("c2", {})):
         arn = ecs.create_cluster(clusterName=cname, tags=_kv(ctags, "key", "value"))["cluster"]["clusterArn"]
         est.add("ecs:cluster", arn, ctags)
     for cname, sname, stags in (("c1", "s1", {"svc": "api"}), ("c1", "s2", {}), ("c2", "s3", {"svc": ""})):
         svc = ecs.create_service(
-            cluster=cname, serviceName=sname, taskDefinition="td", desiredCount=0, tags=_kv(stags, "key", "value")
+            cluster=cname,
+            serviceName=sname,
+            taskDefinition="td",
+            desiredCount=0,
+            tags=_kv(stags, "key", "value"),
         )["service"]
         est.add("ecs:service", svc["serviceArn"], stags)
     gone = ecs.create_cluster(clusterName="gone")["cluster"]["clusterArn"]
@@ -296,7 +312,11 @@ def _seed_services(est: Estate, f: AwsSessionFactory) -> None:
     ec = c("elasticache")
     for cid, tags in (("cache1", {"a": "b"}), ("cache2", {})):
         cc = ec.create_cache_cluster(
-            CacheClusterId=cid, Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1, Tags=_kv(tags)
+            CacheClusterId=cid,
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            NumCacheNodes=1,
+            Tags=_kv(tags),
         )["CacheCluster"]
         est.add("elasticache:cluster", cc["ARN"], tags)
 
@@ -382,7 +402,11 @@ def _seed_global(est: Estate, f: AwsSessionFactory) -> None:
                 {
                     "Id": "o",
                     "DomainName": "example.com",
-                    "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "http-only"},
+                    "CustomOriginConfig": {
+                        "HTTPPort": 80,
+                        "HTTPSPort": 443,
+                        "OriginProtocolPolicy": "http-only",
+                    },
                 }
             ],
         },
@@ -402,7 +426,9 @@ def _seed_global(est: Estate, f: AwsSessionFactory) -> None:
 
     r53 = f.client(a, "route53", REGION)
     for i in range(12):  # more than one ListTagsForResources batch of 10
-        zone = r53.create_hosted_zone(Name=f"z{i}-{est.suffix}.example.com", CallerReference=f"{est.suffix}-{i}")
+        zone = r53.create_hosted_zone(
+            Name=f"z{i}-{est.suffix}.example.com", CallerReference=f"{est.suffix}-{i}"
+        )
         zid = zone["HostedZone"]["Id"].split("/")[-1]
         tags = {"zone": str(i), "blank": ""} if i % 2 == 0 else {}
         if tags:
@@ -414,7 +440,9 @@ def _seed_member(est: Estate, f: AwsSessionFactory) -> None:
     m = est.member
     ec2 = f.client(m, "ec2", REGION)
     tagged = ec2.create_volume(
-        AvailabilityZone=f"{REGION}a", Size=2, TagSpecifications=[{"ResourceType": "volume", "Tags": _kv({"o": "m"})}]
+        AvailabilityZone=f"{REGION}a",
+        Size=2,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": _kv({"o": "m"})}],
     )["VolumeId"]
     plain = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=2)["VolumeId"]
     est.member_expected["ec2:volume"] = {
@@ -451,7 +479,12 @@ def estate(endpoint: str) -> Estate:
 def regional_scan(estate: Estate) -> Any:
     """Every regional type of the caller account, with pages of 50 to exercise pagination."""
     return collect_shard(
-        estate.factory(), estate.account, REGION, registry.regional_types(), page_size=50, retry_policy=FAST_RETRY
+        estate.factory(),
+        estate.account,
+        REGION,
+        registry.regional_types(),
+        page_size=50,
+        retry_policy=FAST_RETRY,
     )
 
 
@@ -507,7 +540,9 @@ def test_names_and_attributes(regional_scan: Any, estate: Estate) -> None:
     inst = by_arn[estate.tagged_instance_arn]
     assert inst.name == "web"  # from the Name tag
     assert inst.attributes["state"] == "running"
-    queue = next(r for r in regional_scan.resources if r.resource_type == "sqs:queue" and r.resource_id == "jobs")
+    queue = next(
+        r for r in regional_scan.resources if r.resource_type == "sqs:queue" and r.resource_id == "jobs"
+    )
     assert queue.name == "jobs"
     assert queue.attributes["url"].endswith(f"/{estate.account}/jobs")
     zone_like = [r for r in regional_scan.resources if r.resource_type == "sns:topic"]
@@ -533,7 +568,10 @@ def test_instances_follow_pages(estate: Estate) -> None:
 @pytest.mark.parametrize(
     ("region", "types"),
     [
-        (REGION, ["ec2:instance", "sqs:queue", "logs:log-group", "states:stateMachine", "secretsmanager:secret"]),
+        (
+            REGION,
+            ["ec2:instance", "sqs:queue", "logs:log-group", "states:stateMachine", "secretsmanager:secret"],
+        ),
         (GLOBAL_REGION, ["route53:hostedzone", "cloudfront:distribution"]),
     ],
 )
@@ -643,7 +681,9 @@ def _json_error(code: str, status: int) -> AWSResponse:
     return AWSResponse("https://lambda.amazonaws.com/", status, headers, _Raw(body))
 
 
-def _inject(client: Any, event: str, responses: list[AWSResponse | None], calls: list[str]) -> Callable[..., Any]:
+def _inject(
+    client: Any, event: str, responses: list[AWSResponse | None], calls: list[str]
+) -> Callable[..., Any]:
     """Answer the next requests of ``event`` with ``responses`` (None: let the real call through)."""
 
     def hook(**kwargs: Any) -> AWSResponse | None:
@@ -686,7 +726,10 @@ def test_persistent_access_denied_fails_only_that_type(estate: Estate) -> None:
     ec2 = f.client(estate.account, "ec2", REGION)
     _inject(ec2, "before-send.ec2.DescribeAddresses", [_ec2_error("UnauthorizedOperation", 403)] * 10, calls)
     result = collect_shard(
-        f, estate.account, REGION, ["lambda:function", "ec2:elastic-ip", "sqs:queue", "ec2:volume"],
+        f,
+        estate.account,
+        REGION,
+        ["lambda:function", "ec2:elastic-ip", "sqs:queue", "ec2:volume"],
         retry_policy=FAST_RETRY,
     )
     assert not result.complete
@@ -731,16 +774,21 @@ def test_per_item_tag_failure_leaves_resource_out_and_says_so(estate: Estate) ->
 
 def test_member_access_denied_on_assume_role(estate: Estate) -> None:
     f = estate.factory()
-    sts = f._new_client(f.base_session(), "sts", REGION)
     calls: list[str] = []
-    _inject(sts, "before-send.sts.AssumeRole", [_ec2_error("AccessDenied", 403)] * 10, calls)
-    f._new_client = lambda session, service, region: (  # type: ignore[method-assign]
-        sts if service == "sts" else AwsSessionFactory._new_client(f, session, service, region)
-    )
+    # Handlers registered on the session are copied into every client it creates, including the
+    # STS client the factory builds for AssumeRole.
+
+    def deny(**_: Any) -> AWSResponse:
+        calls.append("assume")
+        return _ec2_error("AccessDenied", 403)
+
+    f.base_session().events.register("before-send.sts.AssumeRole", deny)
     result = collect_shard(f, _random_account(), REGION, ["ec2:volume", "sqs:queue"], retry_policy=FAST_RETRY)
     assert {fl.resource_type for fl in result.failures} == {"ec2:volume", "sqs:queue"}
     assert {fl.code for fl in result.failures} == {"AccessDenied"}
+    assert not any(fl.retryable for fl in result.failures)
     assert result.resources == []
+    assert len(calls) == 1  # asked once for the shard, not once per type
 
 
 def test_rate_limiter_is_asked_before_every_call(estate: Estate) -> None:
@@ -790,7 +838,13 @@ def test_fetch_by_arn(estate: Estate) -> None:
     ]
     resources, failures = fetch_resources_by_arn(f, arns)
     found = {r.arn: r for r in resources}
-    assert set(found) == {estate.tagged_instance_arn, estate.untagged_volume_arn, member_volume, west_bucket, queue}
+    assert set(found) == {
+        estate.tagged_instance_arn,
+        estate.untagged_volume_arn,
+        member_volume,
+        west_bucket,
+        queue,
+    }
     assert dict(found[estate.tagged_instance_arn].tags) == {"Name": "web", "CostCenter": ""}
     assert found[estate.tagged_instance_arn].resource_type == "ec2:instance"
     assert dict(found[estate.untagged_volume_arn].tags) == {}
@@ -812,7 +866,7 @@ def test_discover_regions(estate: Estate) -> None:
     enabled = discover_regions(f, estate.account, None)
     assert REGION in enabled and OTHER_REGION in enabled
     assert "ap-east-1" not in enabled  # moto: not opted in
-    assert discover_regions(f, estate.account, [OTHER_REGION, REGION]) == [REGION, OTHER_REGION]
+    assert discover_regions(f, estate.account, [REGION, OTHER_REGION]) == [OTHER_REGION, REGION]  # sorted
     assert discover_regions(f, estate.account, ["ap-east-1"]) == []
     with pytest.raises(UnknownRegionError) as err:
         discover_regions(f, estate.account, [REGION, "mars-north-1"])

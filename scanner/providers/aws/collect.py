@@ -29,7 +29,7 @@ from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter
 from scanner.results import CollectFailure, ShardResult
-from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable
+from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, retrying
 
 __all__ = [
     "TAGGING_API_NOTE",
@@ -107,6 +107,16 @@ def collect_shard(
             executor=pool,
             page_size=page_size,
         )
+        try:
+            # Reach the account once up front (AssumeRole for members): when that fails every type
+            # fails the same way, and the role is not asked again for each type.
+            if infos:
+                retrying(retry_policy, stats.add_retry)(
+                    factory.client, account_id, infos[0].service, ctx.api_region
+                )
+        except Exception as exc:
+            result.failures.extend(_failure(info.resource_type, exc) for info in infos)
+            infos = []
         for info in infos:
             try:
                 outcome = run_type(ctx, info)

@@ -407,6 +407,9 @@ class TypeRun:
         listing: bool,
         region: str | None = None,
     ) -> Iterator[dict[str, Any]]:
+        page_size = self.ctx.page_size if listing else None
+        if page_size and self.info.listing.min_page_size and operation == self.info.listing.operation:
+            page_size = max(page_size, self.info.listing.min_page_size)
         return self.ctx.pages(
             self.info.service,
             self.info.api_family,
@@ -414,7 +417,7 @@ class TypeRun:
             params,
             pagination,
             region=region,
-            page_size=self.ctx.page_size if listing else None,
+            page_size=page_size,
         )
 
     def _record_error(self, stage: str, label: str, exc: BaseException) -> None:

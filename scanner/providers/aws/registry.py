@@ -94,6 +94,8 @@ class ListSpec:
     params: Mapping[str, Any] = field(default_factory=dict)  # static parameters (page size, owner)
     scalar_field: str | None = None  # items are plain strings: wrap each as {scalar_field: value}
     pagination: Pagination = BOTOCORE
+    # Smallest page size the API accepts when botocore's model does not say (EC2 Describe*: 5).
+    min_page_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +312,8 @@ def validate_info(info: ResourceTypeInfo) -> list[str]:
     # Listing.
     if not info.listing.operation or not info.listing.items_path:
         p.append(f"{rt}: listing needs operation and items_path")
+    if info.listing.min_page_size is not None and info.listing.min_page_size < 1:
+        p.append(f"{rt}: listing.min_page_size must be >= 1")
     # Shape-specific requirements.
     allowed_sources = _SHAPE_TAG_SOURCES.get(info.shape, frozenset())
     if info.tags.source not in allowed_sources:

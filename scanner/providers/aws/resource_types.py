@@ -34,7 +34,9 @@ register(
         api_family="ec2",
         group="ec2",
         shape=CollectorShape.DESCRIBE_INLINE_TAGS,
-        listing=ListSpec("DescribeInstances", "Reservations[].Instances[]", {"MaxResults": 1000}),
+        listing=ListSpec(
+            "DescribeInstances", "Reservations[].Instances[]", {"MaxResults": 1000}, min_page_size=5
+        ),
         tags=_INLINE_KV,
         iam_actions=("ec2:DescribeInstances",),
         id_field="InstanceId",
@@ -59,7 +61,7 @@ register(
         api_family="ec2",
         group="ec2",
         shape=CollectorShape.DESCRIBE_INLINE_TAGS,
-        listing=ListSpec("DescribeVolumes", "Volumes", {"MaxResults": 500}),
+        listing=ListSpec("DescribeVolumes", "Volumes", {"MaxResults": 500}, min_page_size=5),
         tags=_INLINE_KV,
         iam_actions=("ec2:DescribeVolumes",),
         id_field="VolumeId",
@@ -83,7 +85,9 @@ register(
         group="ec2",
         shape=CollectorShape.DESCRIBE_INLINE_TAGS,
         # Without OwnerIds=self, DescribeSnapshots also lists every public snapshot in the region.
-        listing=ListSpec("DescribeSnapshots", "Snapshots", {"OwnerIds": ["self"], "MaxResults": 1000}),
+        listing=ListSpec(
+            "DescribeSnapshots", "Snapshots", {"OwnerIds": ["self"], "MaxResults": 1000}, min_page_size=5
+        ),
         tags=_INLINE_KV,
         iam_actions=("ec2:DescribeSnapshots",),
         id_field="SnapshotId",
@@ -119,7 +123,7 @@ register(
         api_family="ec2",
         group="ec2",
         shape=CollectorShape.DESCRIBE_INLINE_TAGS,
-        listing=ListSpec("DescribeNatGateways", "NatGateways", {"MaxResults": 1000}),
+        listing=ListSpec("DescribeNatGateways", "NatGateways", {"MaxResults": 1000}, min_page_size=5),
         tags=_INLINE_KV,
         iam_actions=("ec2:DescribeNatGateways",),
         id_field="NatGatewayId",
