@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from policies.matching import ValueMatcher, WildcardPattern, closest_key, closest_value, suggest_format_fix
 from policies.models import Resource, Severity, Violation, ViolationType
@@ -55,15 +56,29 @@ __all__ = [
     "evaluate_resource",
 ]
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _NO_VIOLATIONS: tuple[Violation, ...] = ()
-# Each known-good cache stops growing here, so unbounded distinct values (emails, resource names)
-# cannot grow memory without limit; past the cap values are simply checked every time.
+# Caches are emptied when they reach this size, so unbounded distinct values (emails, resource names)
+# cannot grow memory without limit, while the values that recur (the allowed ones) come straight back.
 _CACHE_LIMIT = 65_536
 # Characters AWS accepts in keys and values across all services: letters and numbers in any script
 # (\w is isalnum() plus "_"), Unicode space separators, and _ . : / = + - @.
 _BAD_CHARS = re.compile(r"[^\w .:/=+\-@\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 _ALLOWED_CHARS_TEXT = "letters, digits, spaces and _ . : / = + - @"
 _MAX_LISTED = 10
+
+
+def _remember(cache: set[str], item: str) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache.add(item)
+
+
+def _remember_hint(cache: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
 
 
 def _fmt_values(values: Iterable[str]) -> str:
@@ -124,8 +139,8 @@ class CompiledRule:
     def learn(self, value: str) -> bool:
         """:meth:`accepts`, remembering accepted values so the next lookup is a set hit."""
         ok = self.accepts(value)
-        if ok and len(self.known_good) < _CACHE_LIMIT:
-            self.known_good.add(value)
+        if ok:
+            _remember(self.known_good, value)
         return ok
 
 
@@ -163,8 +178,8 @@ class _RuleSet:
             and p.prohibited_pattern(key) is None
             and ((rule := self.folded.get(folded)) is None or rule.name == key)
         )
-        if ok and len(self.good_keys) < _CACHE_LIMIT:
-            self.good_keys.add(key)
+        if ok:
+            _remember(self.good_keys, key)
         return ok
 
 
@@ -193,8 +208,8 @@ class CompiledPolicy:
         self._all_names = frozenset(r.name for r in self._required + self._optional)
         self._prohibited = tuple(WildcardPattern(p, case_sensitive=False) for p in policy.prohibited_tags)
         self._by_type: dict[str, _RuleSet | None] = {}
-        # Values known to pass the character rule; None when that rule is off (nothing to check).
-        self._good_values: set[str] | None = None if self.allow_special_characters else set()
+        # Values known to pass the value rules (length, characters); shared by every type.
+        self._good_values: set[str] = set()
         # With no limit the fast path compares against a number no mapping reaches.
         self._fast_max_tags = self.max_tags if self.max_tags is not None else 1 << 62
 
@@ -261,16 +276,23 @@ class CompiledPolicy:
                     bad_rules = [rule]
                 else:
                     bad_rules.append(rule)
+        # Keys, then values, all at once in C; only when something is not known yet, one by one.
         bad_keys: list[str] | None = None
-        good_keys, learn_key = rs.good_keys, rs.learn_key
+        good_keys = rs.good_keys
+        if not good_keys.issuperset(tags):
+            learn_key = rs.learn_key
+            for k in tags:
+                if k not in good_keys and not learn_key(k):
+                    if bad_keys is None:
+                        bad_keys = [k]
+                    else:
+                        bad_keys.append(k)
         good_values, learn_value = self._good_values, self._learn_value
-        max_value = self.max_value_length
         for k, v in tags.items():
-            if ((k not in good_keys and not learn_key(k)) or len(v) > max_value
-                    or (good_values is not None and v not in good_values and not learn_value(v))):
+            if v not in good_values and not learn_value(v):
                 if bad_keys is None:
                     bad_keys = [k]
-                else:
+                elif k not in bad_keys:
                     bad_keys.append(k)
         if bad_rules is None and bad_keys is None and len(tags) <= self._fast_max_tags:
             return ResourceEvaluation(resource, True, _NO_VIOLATIONS)
@@ -278,14 +300,12 @@ class CompiledPolicy:
         return ResourceEvaluation(resource, True, details)
 
     def _learn_value(self, value: str) -> bool:
-        """Whether ``value`` passes the character rule (remembered when it does)."""
-        good_values = self._good_values
-        if good_values is None:
-            return True
-        if _BAD_CHARS.search(value) is not None:
+        """Whether ``value`` passes the value length and character rules (remembered when it does)."""
+        if len(value) > self.max_value_length:
             return False
-        if len(good_values) < _CACHE_LIMIT:
-            good_values.add(value)
+        if not self.allow_special_characters and _BAD_CHARS.search(value) is not None:
+            return False
+        _remember(self._good_values, value)
         return True
 
     def _details(self, rs: _RuleSet, resource: Resource, bad_rules: list[CompiledRule],
@@ -326,7 +346,8 @@ class CompiledPolicy:
                 add(f"naming_rule:{k}:value_length", k, ViolationType.NAMING_RULE, Severity.WARNING, v, None,
                     f"Tag {_clip(k)!r} has a value {len(v)} characters long; the maximum is {max_value}",
                     f"shorten the value to at most {max_value} characters")
-            if good_values is not None and v not in good_values and _BAD_CHARS.search(v) is not None:
+            if (not self.allow_special_characters and v not in good_values
+                    and _BAD_CHARS.search(v) is not None):
                 bad = " ".join(map(repr, sorted(set(_BAD_CHARS.findall(v)))))
                 add(f"naming_rule:{k}:value_characters", k, ViolationType.NAMING_RULE, Severity.WARNING, v,
                     None, f"Tag {_clip(k)!r} has value {_clip(v)!r} with characters the policy does not "
@@ -370,8 +391,7 @@ class CompiledPolicy:
                 guess = rule.value_hints[value]
             except KeyError:
                 guess = closest_value(value, rule.allowed)
-                if len(rule.value_hints) < _CACHE_LIMIT:
-                    rule.value_hints[value] = guess
+                _remember_hint(rule.value_hints, value, guess)
             add(f"invalid_value:{name}", name, ViolationType.INVALID_VALUE, rule.severity, value,
                 rule.allowed,
                 f"Tag {shown} has value {value!r}, which is not allowed; allowed: {rule.allowed_list}"
@@ -382,8 +402,7 @@ class CompiledPolicy:
                 fix = rule.format_hints[value]
             except KeyError:
                 fix = suggest_format_fix(value, rule.regex)
-                if len(rule.format_hints) < _CACHE_LIMIT:
-                    rule.format_hints[value] = fix
+                _remember_hint(rule.format_hints, value, fix)
             add(f"invalid_format:{name}", name, ViolationType.INVALID_FORMAT, rule.severity, value, None,
                 f"Tag {shown} has value {value!r}, which does not match the required format "
                 f"{rule.regex.pattern}" + (f"; did you mean {fix!r}?" if fix else ""),
@@ -406,8 +425,7 @@ class CompiledPolicy:
         hint = rule.missing_hints.get(others)
         if hint is None:
             hint = self._missing_hint(rule, others)
-            if len(rule.missing_hints) < _CACHE_LIMIT:
-                rule.missing_hints[others] = hint
+            _remember_hint(rule.missing_hints, others, hint)
         return hint
 
     def _missing_hint(self, rule: CompiledRule, others: frozenset[str]) -> str:

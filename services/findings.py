@@ -53,7 +53,7 @@ def untagged_resources(rt: Runtime, scan_id: str, *, resource_types: Sequence[st
             if len(missing) <= 5000 else {
                 row.arn: row for row in s.scalars(select(r).where(r.scan_id == scan_id)) if row.arn in missing}
         by_type = dict(s.execute(select(v.resource_type, func.count(func.distinct(v.resource_arn)))
-                                 .where(*clauses).group_by(v.resource_type)).tuples().all())
+                                 .where(*clauses).group_by(v.resource_type)).all())
     items = [UntaggedResource(resource_arn=arn, resource_id=row.resource_id, resource_type=row.resource_type,
                               account_id=row.account_id, region=row.region, name=row.name,
                               missing_tags=sorted(tags), never_tagged=not row.tags, tag_count=len(row.tags))

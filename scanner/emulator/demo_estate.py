@@ -1,12 +1,12 @@
 """Seed an emulated AWS organization with a realistic, deterministic tagging mess.
 
 :func:`seed_demo_organization` builds, on a moto endpoint, what a FinOps team meets on day one: an
-organization with a management account and three member accounts in two OUs, 642 resources of
-20 types over three regions, tagged the way real teams tag (keys in the wrong case, ``prod`` instead
-of ``production``, typos, empty owners, private e-mail owners, prohibited ``temp*`` keys, never
-tagged resources) against ``policies/examples/default.json``. The same application is tagged
-correctly in one account and with ``env`` instead of ``Environment`` in another, and one account
-(the sandbox) is clearly the worst.
+organization with a management account and three member accounts in two OUs, holding 642
+resources of 20 types over three regions, tagged the way real teams tag (keys in the wrong case,
+``prod`` instead of ``production``, typos, empty owners, private e-mail owners, prohibited
+``temp*`` keys, never tagged resources) against ``policies/examples/default.json``. The same
+application is tagged correctly in one account and with ``env`` instead of ``Environment`` in
+another, and one account (the sandbox) is clearly the worst.
 
 Everything is derived from ``seed``: names and tags from ``random.Random`` streams keyed by
 (seed, account, region), and moto's own generated IDs (account IDs, instance IDs) from moto's
@@ -200,8 +200,9 @@ class DemoEstate:
     ``counts`` maps (account_id, region, resource_type) to the number of live resources created
     there (root volumes included); ``terminated_counts`` does the same for instances the seeder
     terminated (a scanner must not report them). ``support_counts`` lists plumbing the seeder
-    created or moto added on its own that is not part of the demo's resource types (IAM roles,
-    RDS automated snapshots, KMS aliases, default VPCs are not listed: every account has them).
+    created, or moto added on its own, outside the demo's resource types (IAM execution roles, the
+    automated RDS snapshot moto makes per DB, KMS aliases); default VPCs, subnets, security groups
+    and network interfaces are not listed: moto gives every account-region its own.
     """
 
     endpoint_url: str
@@ -300,6 +301,13 @@ class DemoEstate:
             (r.account_id, r.region, r.resource_type, r.name, r.tags) for r in self.resources
         )
 
+    def arn_digest(self) -> str:
+        """SHA-256 over the sorted ARNs (terminated instances included). Equal across fresh
+        emulators too, since the seeder seeds moto's ID generator; differs if anything else used
+        the emulator's random generator in between (another client creating resources)."""
+        arns = sorted(r.arn for r in [*self.resources, *self.terminated])
+        return hashlib.sha256("\n".join(arns).encode()).hexdigest()
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready overview (what the CLI prints)."""
         return {
@@ -318,6 +326,7 @@ class DemoEstate:
             "by_type": self.counts_by_type(),
             "by_profile": self.counts_by_profile(),
             "digest": self.digest(),
+            "arn_digest": self.arn_digest(),
             "seconds": round(self.seconds, 2),
         }
 

@@ -286,7 +286,8 @@ def test_demo_estate_has_the_promised_shape(demo: tuple[EmulatorProcess, DemoEst
     assert len(estate.member_account_ids) == 3
     assert estate.regions == ["us-east-1", "eu-west-1", "ap-southeast-2"]
     assert sum(estate.counts.values()) == estate.expected_resource_count
-    assert estate.seconds < 25, "seeding is meant to stay well under 25 s"
+    # Typically 7-12 s on two cores; the bound only catches a gross regression on a loaded machine.
+    assert estate.seconds < 60, f"seeding took {estate.seconds:.0f} s"
 
     # Every instance has its root volume, and every (account, region) has resources.
     instances = estate.counts_by_type()["ec2:instance"]
@@ -408,6 +409,7 @@ def test_seeding_is_deterministic_across_fresh_emulators(demo: tuple[EmulatorPro
         up = time.perf_counter() - started
         print(f"\nCLI-seeded second estate in {summary['seconds']} s (process ready after {up:.1f} s)")
         assert summary["digest"] == estate.digest()
+        assert summary["arn_digest"] == estate.arn_digest()  # moto's generated IDs repeat too
         assert summary["member_account_ids"] == estate.member_account_ids
         assert summary["expected_resource_count"] == estate.expected_resource_count
         assert summary["by_type"] == estate.counts_by_type()

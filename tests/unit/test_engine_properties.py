@@ -60,12 +60,13 @@ def reference(policy: Policy, r: Resource) -> set[tuple[Any, ...]] | None:
         key = rule.name if rule.name in tags else (variants[0] if variants else None)
         if key is None:
             if required:
-                out.add((f"missing_required_tag:{rule.name}", ViolationType.MISSING_REQUIRED_TAG, rule.severity,
-                         None))
+                out.add((f"missing_required_tag:{rule.name}", ViolationType.MISSING_REQUIRED_TAG,
+                         rule.severity, None))
             continue
         value = tags[key]
         if required and not value.strip():
-            out.add((f"missing_required_tag:{rule.name}", ViolationType.MISSING_REQUIRED_TAG, rule.severity, value))
+            out.add((f"missing_required_tag:{rule.name}", ViolationType.MISSING_REQUIRED_TAG,
+                     rule.severity, value))
             continue
         if rule.allowed_values and not any(_wild(a, value, cs) for a in rule.allowed_values):
             out.add((f"invalid_value:{rule.name}", ViolationType.INVALID_VALUE, rule.severity, value))
@@ -142,7 +143,8 @@ tag_sets = st.dictionaries(st.sampled_from(NAMES + EXTRA_KEYS),
 def resources(draw: st.DrawFn, max_size: int = 12) -> list[Resource]:
     tag_list = draw(st.lists(tag_sets, max_size=max_size))
     return [Resource(arn=f"arn:aws:x:us-east-1:1:r/{i}", resource_id=f"r-{i}",
-                     resource_type=draw(st.sampled_from(TYPES)), account_id="1", region="us-east-1", tags=tags)
+                     resource_type=draw(st.sampled_from(TYPES)), account_id="1", region="us-east-1",
+                     tags=tags)
             for i, tags in enumerate(tag_list)]
 
 
@@ -167,7 +169,8 @@ def test_engine_agrees_with_reference(policy: Policy, batch: list[Resource]) -> 
 
 
 @given(policies(), resources())
-def test_score_is_within_bounds_and_one_iff_no_in_scope_violations(policy: Policy, batch: list[Resource]) -> None:
+def test_score_is_within_bounds_and_one_iff_no_in_scope_violations(policy: Policy,
+                                                                    batch: list[Resource]) -> None:
     result = evaluate(batch, compile_policy(policy))
     assert 0.0 <= result.score <= 1.0
     clean = all(not r.violations for r in result.results if r.in_scope)
@@ -192,7 +195,8 @@ def test_evaluation_is_deterministic_and_order_independent(policy: Policy, batch
 
 
 @given(policies(), resources(), st.randoms(use_true_random=False))
-def test_tag_insertion_order_does_not_matter(policy: Policy, batch: list[Resource], rnd: random.Random) -> None:
+def test_tag_insertion_order_does_not_matter(policy: Policy, batch: list[Resource],
+                                             rnd: random.Random) -> None:
     compiled = compile_policy(policy)
     for r in batch:
         items = list(r.tags.items())
@@ -242,14 +246,16 @@ def test_star_alone_accepts_any_nonblank_text(value: str) -> None:
 
 @given(st.text(alphabet="abcP-", max_size=4), st.text(alphabet="abcP-", max_size=8))
 def test_prefix_wildcard_accepts_exactly_values_with_that_prefix(prefix: str, value: str) -> None:
-    compiled = compile_policy(load_policy({"optional_tags": [{"name": "Code", "allowed_values": [prefix + "*"]}],
-                                           "required_tags": [{"name": "Owner"}]}))
+    compiled = compile_policy(load_policy({
+        "optional_tags": [{"name": "Code", "allowed_values": [prefix + "*"]}],
+        "required_tags": [{"name": "Owner"}]}))
     r = Resource("arn:x", "x", "ec2:instance", "1", "r", {"Owner": "o", "Code": value})
     assert (evaluate_resource(r, compiled).violations == ()) is value.startswith(prefix)
 
 
 @given(policies(), st.sampled_from(TYPES), st.data())
-def test_renaming_a_key_case_gives_wrong_key_case_not_missing(policy: Policy, rtype: str, data: st.DataObject) -> None:
+def test_renaming_a_key_case_gives_wrong_key_case_not_missing(policy: Policy, rtype: str,
+                                                              data: st.DataObject) -> None:
     applicable = [r for r in policy.required_tags if r.applies_to_type(rtype)]
     assume(applicable and policy.tag_naming_rules.case_sensitivity)
     rule = data.draw(st.sampled_from(applicable))

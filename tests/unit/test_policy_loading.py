@@ -154,8 +154,8 @@ def test_rules_iterates_required_first() -> None:
 def test_invalid_regex_location_and_message() -> None:
     data = {"required_tags": [{"name": "A"}, {"name": "B"}, {"name": "C", "validation_regex": "ab[c"}]}
     problems = problems_of(data)
-    assert problems == {"required_tags[2].validation_regex":
-                        "invalid regular expression: unterminated character set at position 2 — fix the pattern"}
+    assert problems == {"required_tags[2].validation_regex": "invalid regular expression: unterminated "
+                                                             "character set at position 2 — fix the pattern"}
 
 
 def test_allowed_value_with_two_wildcards() -> None:
@@ -169,7 +169,8 @@ def test_duplicate_tag_names_exact_and_case_insensitive() -> None:
     problems = problems_of({"required_tags": [{"name": "CostCenter"}, {"name": "CostCenter"}],
                             "optional_tags": [{"name": "costcenter"}]})
     assert set(problems) == {"required_tags[1].name", "optional_tags[0].name"}
-    assert problems["required_tags[1].name"].startswith("duplicate tag name 'CostCenter' at required_tags[0].name")
+    assert problems["required_tags[1].name"].startswith(
+        "duplicate tag name 'CostCenter' at required_tags[0].name")
     assert "differs only in case" in problems["optional_tags[0].name"]
 
 
@@ -278,7 +279,8 @@ def test_all_problems_are_collected_in_one_error() -> None:
                                                                                   "applies_to": ["x"]}],
         "max_tags": 99, "severity": "x"})
     assert set(problems) == {"required_tags[0].validation_regex", "required_tags[1].name",
-                             "required_tags[2].name", "required_tags[2].applies_to[0]", "max_tags", "severity"}
+                             "required_tags[2].name", "required_tags[2].applies_to[0]", "max_tags",
+                             "severity"}
 
 
 def test_cross_checks_run_even_when_types_fail() -> None:
@@ -347,7 +349,8 @@ def test_error_text_lists_every_problem() -> None:
         load_policy({"required_tags": [{"name": "A", "validation_regex": "[x"}], "max_tags": 0})
     text = str(info.value)
     assert text.splitlines()[0] == "invalid tagging policy (2 problems)"
-    assert "- required_tags[0].validation_regex: invalid regular expression: unterminated character set" in text
+    assert ("- required_tags[0].validation_regex: invalid regular expression: unterminated character set"
+            in text)
     assert "- max_tags: must be between 1 and 50" in text
 
 

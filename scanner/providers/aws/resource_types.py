@@ -143,7 +143,8 @@ register(
         group="s3",
         shape=CollectorShape.GLOBAL_LIST_LOCATE,
         is_global=True,
-        listing=ListSpec("ListBuckets", "Buckets"),
+        # With MaxBuckets set, S3 returns a ContinuationToken past that many buckets (quota > 10,000).
+        listing=ListSpec("ListBuckets", "Buckets", {"MaxBuckets": 10000}),
         region_lookup=RegionLookupSpec(
             "GetBucketLocation",
             {"Bucket": "@id"},
