@@ -82,7 +82,7 @@ def _check_tag_name(name: str) -> str:
 
 def _check_allowed_value(value: str) -> str:
     stars = count_wildcards(value)
-    if stars > 1:
+    if stars > 2:
         raise ValueError(
             f"allowed value {value!r} holds {stars} '*' wildcards; AWS allows one '*' per value "
             "(e.g. 'prod*' or '*@example.com'), and '*' alone allows any value"

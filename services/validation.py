@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from policies.engine import compile_policy, evaluate_resource
 from scanner.providers.aws.collect import fetch_resources_by_arn, parse_arn
+from services.db.models import ResourceRow
 from services.errors import InvalidInput
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -51,11 +53,19 @@ def validate_arns(arns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(arns))
 
 
+def _known_accounts(rt: Runtime) -> list[str]:
+    """Accounts to search for ARNs that carry none (S3, Route 53): the configured ones and every
+    account a scan has seen; without any, the scanner falls back to the organization's accounts."""
+    with rt.db.session() as s:
+        seen = s.scalars(select(ResourceRow.account_id).distinct().limit(1000)).all()
+    return list(dict.fromkeys([*rt.settings.accounts, *seen]))
+
+
 def validate_resource_tags(rt: Runtime, arns: Sequence[str]) -> ValidationResult:
     unique = validate_arns(arns)
     policy = active_policy(rt.db, rt.settings.policy_path)
     compiled = compile_policy(policy.policy)
-    resources, failures = fetch_resources_by_arn(rt.aws, unique)
+    resources, failures = fetch_resources_by_arn(rt.aws, unique, accounts=_known_accounts(rt) or None)
     results = []
     for res in resources:
         ev = evaluate_resource(res, compiled)

@@ -45,9 +45,6 @@ OTHER_REGION = "eu-west-1"
 FAST_RETRY = RetryPolicy(attempts=4, base_wait=0.001, max_wait=0.005, max_total=10)
 BASE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
-# Registered types moto 5.2.5 serves; every registered type is in this list (checked below).
-MOTO_TYPES = sorted(registry.all_types())
-
 
 def _random_account() -> str:
     return str(10**11 + secrets.randbelow(9 * 10**11))
@@ -116,6 +113,7 @@ class Estate:
     tagged_instance_arn: str = ""
     untagged_volume_arn: str = ""
     untagged_vpc_arn: str = ""
+    member_bucket_arn: str = ""
 
     def factory(self) -> AwsSessionFactory:
         """A fresh factory (its own client cache) for the estate's account."""
@@ -451,6 +449,8 @@ def _seed_member(est: Estate, f: AwsSessionFactory) -> None:
     }
     f.client(m, "sqs", REGION).create_queue(QueueName="member-q", tags={"acct": "member"})
     est.member_expected["sqs:queue"] = {f"arn:aws:sqs:{REGION}:{m}:member-q": {"acct": "member"}}
+    f.client(m, "s3", REGION).create_bucket(Bucket=f"member-{est.suffix}")  # never tagged
+    est.member_bucket_arn = f"arn:aws:s3:::member-{est.suffix}"
 
 
 @pytest.fixture(scope="module")
@@ -495,8 +495,11 @@ def test_server_port_is_real_and_factory_targets_it(endpoint: str, estate: Estat
     assert f.client(estate.account, "ec2", REGION).meta.endpoint_url == endpoint
 
 
-def test_every_registered_type_is_covered_here() -> None:
-    assert set(MOTO_TYPES) == set(registry.all_types())
+def test_every_registered_type_is_seeded_here(estate: Estate) -> None:
+    # moto 5.2.5 serves every registered type, so none is left to Stubber-only coverage.
+    seeded = set(estate.expected) | set(estate.global_expected) | {"s3:bucket"}
+    assert seeded == set(registry.all_types())
+    assert all(estate.expected[t] for t in estate.expected)
 
 
 def test_regional_shard_is_complete(regional_scan: Any) -> None:
@@ -859,6 +862,36 @@ def test_fetch_by_arn(estate: Estate) -> None:
     assert any(missing in m for m in by_code["NotFound"])
     assert any(estate.untagged_vpc_arn in m and "no collector" in m for m in by_code["NotFound"])
     assert len(by_code["NotFound"]) == 2
+
+
+def test_fetch_accountless_arns_searches_given_accounts(estate: Estate) -> None:
+    f = estate.factory()
+    # S3 ARNs carry no account: the caller's account alone does not hold the member's bucket.
+    resources, failures = fetch_resources_by_arn(f, [estate.member_bucket_arn], accounts=[])
+    assert resources == []
+    [failure] = failures
+    assert failure.code == "NotFound" and "1 account(s) searched" in failure.message
+    resources, failures = fetch_resources_by_arn(f, [estate.member_bucket_arn], accounts=[estate.member])
+    assert failures == []
+    [bucket] = resources
+    assert (bucket.account_id, bucket.region, dict(bucket.tags)) == (estate.member, REGION, {})
+
+
+def test_fetch_accountless_arns_searches_the_organization(endpoint: str) -> None:
+    # A fresh management account with one member account created through Organizations.
+    factory, management = _factory_for_new_account(endpoint)
+    org = factory.client(management, "organizations", REGION)
+    org.create_organization(FeatureSet="ALL")
+    status = org.create_account(AccountName="m", Email="m@example.com")["CreateAccountStatus"]
+    member = status["AccountId"]
+    name = f"org-{secrets.token_hex(4)}"
+    s3 = factory.client(member, "s3", OTHER_REGION)
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": OTHER_REGION})
+    s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _kv({"team": ""})})
+    resources, failures = fetch_resources_by_arn(factory, [f"arn:aws:s3:::{name}"])
+    assert failures == []
+    [bucket] = resources
+    assert (bucket.account_id, bucket.region, dict(bucket.tags)) == (member, OTHER_REGION, {"team": ""})
 
 
 def test_discover_regions(estate: Estate) -> None:

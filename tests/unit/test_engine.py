@@ -533,3 +533,41 @@ def test_default_example_on_a_realistic_resource() -> None:
     # ec2:volume is outside Application's applies_to, the other three still apply.
     assert [v.tag_name for v in violations({}, compiled, "ec2:volume")] == [
         "CostCenter", "Owner", "Environment"]
+
+
+def test_evaluate_restores_the_garbage_collector_state() -> None:
+    import gc
+
+    assert gc.isenabled()
+    evaluate([res(GOOD)], policy())
+    assert gc.isenabled()
+
+    def broken() -> Any:
+        yield res(GOOD)
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        evaluate(broken(), policy())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        evaluate([res(GOOD)], policy())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_caches_stay_bounded_and_results_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    import policies.engine as engine
+
+    monkeypatch.setattr(engine, "_CACHE_LIMIT", 8)
+    compiled = naming(allow_special_characters=False)
+    batch = [res({**GOOD, "Owner": f"user{i}@example.com", f"Key{i}": f"v{i}",
+                  "Environment": "prod" if i % 3 == 0 else "test"}, n=i) for i in range(200)]
+    result = evaluate(batch, compiled)
+    assert result.compliant == 200 - len(range(0, 200, 3))
+    assert all(len(r.violations) == (1 if i % 3 == 0 else 0) for i, r in enumerate(result.results))
+    rs = compiled._ruleset("ec2:instance")
+    assert rs is not None
+    assert len(rs.good_keys) <= 8 and len(compiled._good_values) <= 8
+    assert all(len(rule.known_good) <= 8 for rule in rs.rules)

@@ -25,6 +25,7 @@ from scanner.providers.aws.collectors import (
     normalize_tags,
     run_type,
 )
+from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter
@@ -218,6 +219,7 @@ def fetch_resources_by_arn(
     factory: ClientFactory,
     arns: Iterable[str],
     *,
+    accounts: Iterable[str] | None = None,
     limiter: RateLimiter | None = None,
     retry_policy: RetryPolicy = DEFAULT_POLICY,
 ) -> tuple[list[Resource], list[CollectFailure]]:
@@ -228,114 +230,165 @@ def fetch_resources_by_arn(
     type's own collector when the type is registered; whatever is still not found, or has an
     unregistered type, becomes a ``CollectFailure`` with code ``NotFound``. Invalid ARNs become
     failures with code ``InvalidArn``; they do not stop the others.
+
+    S3 and Route 53 ARNs name no account. They are searched in the caller's account first, then in
+    ``accounts`` (when None: the organization's active accounts, if the caller may list them),
+    stopping as soon as all are found.
     """
     limiter = limiter or NullLimiter()
-    resources: list[Resource] = []
-    failures: list[CollectFailure] = []
+    lookup = _Lookup(factory, limiter, retry_policy)
     groups: dict[tuple[str, str], dict[str, ParsedArn]] = defaultdict(dict)
-    caller: str | None = None
+    accountless: dict[str, dict[str, ParsedArn]] = defaultdict(dict)  # region -> arn -> parsed
     for arn in dict.fromkeys(arns):
         try:
             parsed = parse_arn(arn)
         except ValueError as exc:
-            failures.append(CollectFailure("unknown", "InvalidArn", str(exc), retryable=False))
+            lookup.failures.append(CollectFailure("unknown", "InvalidArn", str(exc), retryable=False))
             continue
-        account = parsed.account
-        if not account or account == "aws":
-            if caller is None:
-                caller = factory.caller_account()
-            account = caller
-        groups[(account, parsed.region)][arn] = parsed
+        if parsed.account and parsed.account != "aws":
+            groups[(parsed.account, parsed.region)][arn] = parsed
+        else:
+            accountless[parsed.region][arn] = parsed
 
     for (account, region), by_arn in groups.items():
-        found, group_failures = _fetch_group(factory, account, region, by_arn, limiter, retry_policy)
-        resources.extend(found)
-        failures.extend(group_failures)
-    return resources, failures
+        lookup.failures.extend(lookup.group(account, region, by_arn).values())
+
+    if accountless:
+        lookup.search_accounts(accountless, accounts)
+    return lookup.resources, lookup.failures
 
 
-def _fetch_group(
-    factory: ClientFactory,
-    account: str,
-    region: str,
-    by_arn: dict[str, ParsedArn],
-    limiter: RateLimiter,
-    retry_policy: RetryPolicy,
-) -> tuple[list[Resource], list[CollectFailure]]:
-    resources: list[Resource] = []
-    failures: list[CollectFailure] = []
-    remaining = dict(by_arn)
-    rgta_error: BaseException | None = None
+class _Lookup:
+    """State of one ``fetch_resources_by_arn`` call."""
 
-    # S3 ARNs name no region and the tagging API only answers for its own region: the bucket
-    # collector finds the region itself.
-    rgta_arns = [a for a, p in remaining.items() if not (p.service == "s3" and not p.region)]
-    api_region = region or factory.default_region
-    ctx = CollectContext(factory, account, api_region, limiter, retry_policy)
-    try:
-        for start in range(0, len(rgta_arns), _RGTA_ARN_BATCH):
-            batch = rgta_arns[start : start + _RGTA_ARN_BATCH]
-            for page in _rgta_pages(ctx, {"ResourceARNList": batch}):
-                for mapping in page.get("ResourceTagMappingList") or []:
-                    returned = str(mapping["ResourceARN"])
-                    requested = next((a for a in batch if _match_key(a) == _match_key(returned)), None)
-                    if requested is None or requested not in remaining:
-                        continue
-                    res = _resource_from_mapping(mapping, account, region or GLOBAL_REGION)
-                    resources.append(_with_arn(res, requested))
-                    del remaining[requested]
-    except Exception as exc:
-        # The collectors below may still find them; the error is reported if they do not.
-        rgta_error = exc
+    def __init__(self, factory: ClientFactory, limiter: RateLimiter, retry_policy: RetryPolicy) -> None:
+        self.factory = factory
+        self.limiter = limiter
+        self.retry_policy = retry_policy
+        self.resources: list[Resource] = []
+        self.failures: list[CollectFailure] = []
 
-    # Not returned by the tagging API: never tagged, not existing, or the API failed.
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for arn, parsed in remaining.items():
-        info = registry.type_for_arn_key(parsed.type_key)
-        if info is None:
-            if rgta_error is not None:
-                failures.append(_failure(_type_of(parsed), rgta_error))
-            else:
-                failures.append(
-                    CollectFailure(
-                        _type_of(parsed),
-                        "NotFound",
-                        f"{arn}: not returned by the tagging API (not existing, or never tagged) and "
-                        "its type has no collector to look it up",
-                        retryable=False,
-                    )
-                )
-            continue
-        by_type[info.resource_type].append(arn)
-
-    for type_name, arns in by_type.items():
-        info = registry.get(type_name)
-        shard_region = GLOBAL_REGION if info.is_global else region
-        type_ctx = CollectContext(factory, account, shard_region, limiter, retry_policy)
+    def _candidates(self, accounts: Iterable[str] | None) -> Iterable[str]:
+        caller = self.factory.caller_account()
+        yield caller
+        if accounts is not None:
+            yield from (a for a in dict.fromkeys(accounts) if a != caller)
+            return
         try:
-            outcome = run_type(type_ctx, info, wanted_arns=arns)
-        except Exception as exc:
-            failure = _failure(type_name, exc)
-            failures.append(
+            client = self.factory.client(caller, "organizations", self.factory.default_region)
+            active, _skipped = list_organization_accounts(client)
+        except (ClientError, BotoCoreError) as exc:
+            # Not the management account, or no permission: only the caller's account is searched.
+            log.info("cannot list organization accounts (%s); searching the caller only", error_code(exc))
+            return
+        yield from (a.id for a in active if a.id != caller)
+
+    def search_accounts(
+        self, by_region: dict[str, dict[str, ParsedArn]], accounts: Iterable[str] | None
+    ) -> None:
+        """Look account-less ARNs up account by account until every one is found."""
+        remaining = {region: dict(by_arn) for region, by_arn in by_region.items()}
+        last_miss: dict[str, CollectFailure] = {}
+        errors: list[CollectFailure] = []
+        searched = 0
+        for account in self._candidates(accounts):
+            if not any(remaining.values()):
+                break
+            searched += 1
+            for region, by_arn in remaining.items():
+                if not by_arn:
+                    continue
+                before = len(self.failures)
+                missing = self.group(account, region, by_arn)
+                # Errors in an account that does not hold the resource are noise unless the
+                # resource is never found; keep them aside until the end.
+                errors.extend(self.failures[before:])
+                del self.failures[before:]
+                for arn in list(by_arn):
+                    if arn in missing:
+                        last_miss[arn] = missing[arn]
+                    else:
+                        del by_arn[arn]
+                        last_miss.pop(arn, None)
+        leftovers = [arn for by_arn in remaining.values() for arn in by_arn]
+        for arn in leftovers:
+            miss = last_miss.get(arn)
+            rtype = miss.resource_type if miss else "unknown"
+            self.failures.append(
                 CollectFailure(
-                    type_name,
-                    failure.code,
-                    f"could not look up {', '.join(arns)}: {failure.message}",
-                    failure.retryable,
+                    rtype, "NotFound", f"{arn}: not found in {searched} account(s) searched", False
                 )
             )
-            continue
-        by_key = {_match_key(r.arn): r for r in outcome.resources}
-        for arn in arns:
-            hit = by_key.get(_match_key(arn))
-            if hit is not None:
-                resources.append(hit)
+        if leftovers:
+            self.failures.extend(errors)
+
+    def group(self, account: str, region: str, by_arn: dict[str, ParsedArn]) -> dict[str, CollectFailure]:
+        """Look up ARNs of one account and region; returns NotFound failures by ARN, records others."""
+        not_found: dict[str, CollectFailure] = {}
+        remaining = dict(by_arn)
+        rgta_error: BaseException | None = None
+
+        # S3 ARNs name no region and the tagging API only answers for its own region: the bucket
+        # collector finds the region itself.
+        rgta_arns = [a for a, p in remaining.items() if not (p.service == "s3" and not p.region)]
+        ctx = CollectContext(
+            self.factory, account, region or self.factory.default_region, self.limiter, self.retry_policy
+        )
+        try:
+            for start in range(0, len(rgta_arns), _RGTA_ARN_BATCH):
+                batch = rgta_arns[start : start + _RGTA_ARN_BATCH]
+                for page in _rgta_pages(ctx, {"ResourceARNList": batch}):
+                    for mapping in page.get("ResourceTagMappingList") or []:
+                        returned = str(mapping["ResourceARN"])
+                        requested = next((a for a in batch if _match_key(a) == _match_key(returned)), None)
+                        if requested is None or requested not in remaining:
+                            continue
+                        res = _resource_from_mapping(mapping, account, region or GLOBAL_REGION)
+                        self.resources.append(_with_arn(res, requested))
+                        del remaining[requested]
+        except Exception as exc:
+            # The collectors below may still find them; the error is reported if they do not.
+            rgta_error = exc
+
+        # Not returned by the tagging API: never tagged, not existing, or the API failed.
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for arn, parsed in remaining.items():
+            info = registry.type_for_arn_key(parsed.type_key)
+            if info is not None:
+                by_type[info.resource_type].append(arn)
+            elif rgta_error is not None:
+                self.failures.append(_failure(_type_of(parsed), rgta_error))
             else:
-                failures.append(
-                    CollectFailure(type_name, "NotFound", f"{arn}: resource not found", retryable=False)
+                not_found[arn] = CollectFailure(
+                    _type_of(parsed),
+                    "NotFound",
+                    f"{arn}: not returned by the tagging API (not existing, or never tagged) and "
+                    "its type has no collector to look it up",
+                    retryable=False,
                 )
-        failures.extend(outcome.failures)
-    return resources, failures
+
+        for type_name, arns in by_type.items():
+            info = registry.get(type_name)
+            shard_region = GLOBAL_REGION if info.is_global else region
+            type_ctx = CollectContext(self.factory, account, shard_region, self.limiter, self.retry_policy)
+            try:
+                outcome = run_type(type_ctx, info, wanted_arns=arns)
+            except Exception as exc:
+                failure = _failure(type_name, exc)
+                message = f"could not look up {', '.join(arns)} in {account}: {failure.message}"
+                self.failures.append(CollectFailure(type_name, failure.code, message, failure.retryable))
+                continue
+            by_key = {_match_key(r.arn): r for r in outcome.resources}
+            for arn in arns:
+                hit = by_key.get(_match_key(arn))
+                if hit is not None:
+                    self.resources.append(hit)
+                else:
+                    not_found[arn] = CollectFailure(
+                        type_name, "NotFound", f"{arn}: resource not found", False
+                    )
+            self.failures.extend(outcome.failures)
+        return not_found
 
 
 def _with_arn(resource: Resource, arn: str) -> Resource:

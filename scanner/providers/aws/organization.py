@@ -21,6 +21,7 @@ def list_organization_accounts(organizations_client: Any) -> tuple[list[OrgAccou
     paginator = organizations_client.get_paginator("list_accounts")
     for page in paginator.paginate():
         for item in page.get("Accounts", []):
-            account = OrgAccount(id=item["Id"], name=item.get("Name", ""), status=item.get("Status", "ACTIVE"))
+            status = item.get("Status", "ACTIVE")
+            account = OrgAccount(id=item["Id"], name=item.get("Name", ""), status=status)
             (active if account.status == "ACTIVE" else skipped).append(account)
     return active, skipped
