@@ -160,7 +160,8 @@ def render_result(rt: Any, result: ScanResult, fmt: OutputFormat, output: Path |
 def print_summary(result: ScanResult, console: Console) -> None:
     """The human report: score, worst accounts, types and tags, top violations with their fixes."""
     score = "n/a" if result.compliance_score is None else f"{result.compliance_score:.1%}"
-    colour = "green" if (result.compliance_score or 0) >= 0.9 else "yellow" if (result.compliance_score or 0) >= 0.6 else "red"
+    value = result.compliance_score or 0.0
+    colour = "green" if value >= 0.9 else "yellow" if value >= 0.6 else "red"
     console.print(f"\n[bold]Compliance score: [{colour}]{score}[/][/]  "
                   f"({result.compliant_resources}/{result.in_scope_resources} in-scope resources compliant, "
                   f"{result.total_resources} scanned, {result.violations_total} violations)  "

@@ -82,7 +82,7 @@ def _check_tag_name(name: str) -> str:
 
 def _check_allowed_value(value: str) -> str:
     stars = count_wildcards(value)
-    if stars > 2:
+    if stars > 1:
         raise ValueError(
             f"allowed value {value!r} holds {stars} '*' wildcards; AWS allows one '*' per value "
             "(e.g. 'prod*' or '*@example.com'), and '*' alone allows any value"
@@ -158,7 +158,7 @@ class TagRule(BaseModel):
     def _empty_allowed_means_any(cls, value: list[str] | None) -> list[str] | None:
         # An empty list cannot mean "nothing is allowed" (every resource would fail); generators
         # write it for "no list", so it is read as no constraint.
-        return value or None
+        return value
 
     def applies_to_type(self, resource_type: str) -> bool:
         """Whether this rule covers ``resource_type`` (case-insensitive; ``service:*`` covers a service)."""

@@ -48,8 +48,9 @@ def validate_arns(arns: Sequence[str]) -> list[str]:
         try:
             parse_arn(arn)
         except ValueError as exc:
-            raise InvalidInput(str(exc), field=f"resource_arns[{i}]",
-                               fix="pass a full ARN such as arn:aws:ec2:us-east-1:123456789012:instance/i-0abc") from None
+            raise InvalidInput(
+                str(exc), field=f"resource_arns[{i}]",
+                fix="pass a full ARN such as arn:aws:ec2:us-east-1:123456789012:instance/i-0abc") from None
     return list(dict.fromkeys(arns))
 
 

@@ -69,7 +69,7 @@ def postgres_url() -> Iterator[str]:
         import psycopg
 
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         service_missing(f"PostgreSQL at {PG_ADMIN_URL} ({type(exc).__name__})")
         raise
     name = f"finops_test_{uuid.uuid4().hex[:10]}"
@@ -90,7 +90,7 @@ def redis_url() -> str:
 
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=13, socket_connect_timeout=2)
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         service_missing(f"Redis at {REDIS_HOST}:{REDIS_PORT} ({type(exc).__name__})")
         raise
     client.flushdb()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
+from kombu.entity import Queue
 
 from services.config import Settings, get_settings
 

@@ -140,7 +140,7 @@ def health(rt: RuntimeDep) -> JSONResponse:
 def _broker_health(rt: Runtime) -> dict[str, Any]:
     if rt.settings.embedded_worker:
         return {"status": "ok", "kind": "embedded"}
-    from kombu import Connection
+    from kombu.connection import Connection
 
     try:
         with Connection(rt.settings.effective_broker_url, connect_timeout=2) as conn:

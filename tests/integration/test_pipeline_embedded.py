@@ -51,7 +51,7 @@ def test_scan_finds_exactly_what_was_seeded(embedded_runtime: Any, small_estate:
     assert result.in_scope_resources and result.compliant_resources is not None
     assert result.compliance_score == pytest.approx(result.compliant_resources / result.in_scope_resources, abs=1e-6)
     assert result.violations_total == sum(e.violations for e in result.breakdowns.by_resource_type.values())
-    assert 0 < result.violations_total
+    assert result.violations_total > 0
     # Every shard reports its calls.
     assert result.progress.shards_done == result.progress.shards_total > 0
     assert result.progress.api_calls > 0
@@ -64,7 +64,8 @@ def test_redelivered_shard_and_finalize_change_nothing(embedded_runtime: Any, sm
 
     def counts() -> tuple[int, int]:
         with rt.db.session() as s:
-            return (s.scalar(select(func.count()).select_from(ScanResourceRow).where(ScanResourceRow.scan_id == scan_id)),
+            return (s.scalar(select(func.count()).select_from(ScanResourceRow)
+                             .where(ScanResourceRow.scan_id == scan_id)),
                     s.scalar(select(func.count()).select_from(ViolationRow).where(ViolationRow.scan_id == scan_id)))
 
     baseline = counts()
