@@ -214,6 +214,7 @@ class CompiledPolicy:
         self._by_type: dict[str, _RuleSet | None] = {}
         # Values known to pass the value rules (length, characters); shared by every type.
         self._good_values: set[str] = set()
+        self._check_value_chars = not self.allow_special_characters
         # With no limit the fast path compares against a number no mapping reaches.
         self._fast_max_tags = self.max_tags if self.max_tags is not None else 1 << 62
 
@@ -291,26 +292,24 @@ class CompiledPolicy:
                         bad_keys = [k]
                     else:
                         bad_keys.append(k)
-        good_values, learn_value = self._good_values, self._learn_value
+        good_values = self._good_values
         for k, v in tags.items():
-            if v not in good_values and not learn_value(v):
-                if bad_keys is None:
-                    bad_keys = [k]
-                elif k not in bad_keys:
-                    bad_keys.append(k)
+            if v not in good_values:
+                # Inlined _learn_value: distinct values (names, ids) land here for every resource.
+                if len(v) > self.max_value_length or (
+                        self._check_value_chars and _BAD_CHARS.search(v) is not None):
+                    if bad_keys is None:
+                        bad_keys = [k]
+                    elif k not in bad_keys:
+                        bad_keys.append(k)
+                else:
+                    if len(good_values) >= _CACHE_LIMIT:
+                        good_values.clear()
+                    good_values.add(v)
         if bad_rules is None and bad_keys is None and len(tags) <= self._fast_max_tags:
             return ResourceEvaluation(resource, True, _NO_VIOLATIONS)
         details = self._details(rs, resource, bad_rules or [], bad_keys or [])
         return ResourceEvaluation(resource, True, details)
-
-    def _learn_value(self, value: str) -> bool:
-        """Whether ``value`` passes the value length and character rules (remembered when it does)."""
-        if len(value) > self.max_value_length:
-            return False
-        if not self.allow_special_characters and _BAD_CHARS.search(value) is not None:
-            return False
-        _remember(self._good_values, value)
-        return True
 
     def _details(self, rs: _RuleSet, resource: Resource, bad_rules: list[CompiledRule],
                  bad_keys: list[str]) -> tuple[Violation, ...]:

@@ -114,7 +114,7 @@ def _check_prohibited(pattern: str) -> str:
 
 def _check_regex(pattern: str | None) -> str | None:
     if pattern is None or pattern == "":
-        # The peer's policy generator writes "" for "no format rule".
+        # An empty pattern would accept only the empty value; it can only mean "no format rule".
         return None
     try:
         re.compile(pattern)
@@ -125,6 +125,10 @@ def _check_regex(pattern: str | None) -> str | None:
 
 def _none_to_empty_list(value: Any) -> Any:
     return [] if value is None else value
+
+
+def _none_to_empty_text(value: Any) -> Any:
+    return "" if value is None else value
 
 
 TagName = Annotated[str, AfterValidator(_check_tag_name)]
@@ -151,14 +155,15 @@ class TagRule(BaseModel):
     severity: Severity = Severity.ERROR
 
     _none_lists = field_validator("applies_to", mode="before")(_none_to_empty_list)
+    _none_text = field_validator("description", mode="before")(_none_to_empty_text)
     _regex = field_validator("validation_regex")(_check_regex)
 
     @field_validator("allowed_values")
     @classmethod
     def _empty_allowed_means_any(cls, value: list[str] | None) -> list[str] | None:
-        # An empty list cannot mean "nothing is allowed" (every resource would fail); generators
-        # write it for "no list", so it is read as no constraint.
-        return value
+        # An empty list cannot sensibly mean "nothing is allowed" (every resource would fail), so
+        # it is read like null: no constraint.
+        return value or None
 
     def applies_to_type(self, resource_type: str) -> bool:
         """Whether this rule covers ``resource_type`` (case-insensitive; ``service:*`` covers a service)."""
@@ -249,7 +254,7 @@ class Policy(BaseModel):
         # `"version": 1.0` is a common slip; the number's text is what the author meant.
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        return value
+        return "1.0" if value is None else value
 
     @field_validator("required_tags", mode="before")
     @classmethod
@@ -262,6 +267,7 @@ class Policy(BaseModel):
         return _with_default_severity(_none_to_empty_list(value), Severity.WARNING)
 
     _none_lists = field_validator("prohibited_tags", mode="before")(_none_to_empty_list)
+    _none_text = field_validator("description", mode="before")(_none_to_empty_text)
 
     @field_validator("tag_naming_rules", mode="before")
     @classmethod

@@ -13,16 +13,22 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from services import audit, findings, metrics, scans, validation
-from services.errors import AppError, InvalidInput, NotImplementedYet
+from services.errors import AppError, InvalidInput, NotFound, NotImplementedYet
 from services.policy_store import active_policy
 from services.runtime import Runtime
-from services.schemas import ScanRequest, ScanResult, ScanSummary, ViolationFilters, ViolationPage
-from services.schemas import TERMINAL_STATUSES
+from services.schemas import (
+    TERMINAL_STATUSES,
+    ScanRequest,
+    ScanResult,
+    ScanSummary,
+    ViolationFilters,
+    ViolationPage,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -90,10 +90,12 @@ def test_severity_default_also_applies_to_rule_objects() -> None:
 
 def test_nulls_and_empty_constraints_normalise() -> None:
     policy = load_policy({"required_tags": [{"name": "A", "applies_to": None, "allowed_values": [],
-                                             "validation_regex": "", "severity": None}],
-                          "optional_tags": None, "prohibited_tags": None, "tag_naming_rules": None})
+                                             "validation_regex": "", "severity": None, "description": None}],
+                          "optional_tags": None, "prohibited_tags": None, "tag_naming_rules": None,
+                          "version": None, "description": None})
     rule = policy.required_tags[0]
     assert rule.applies_to == [] and rule.allowed_values is None and rule.validation_regex is None
+    assert rule.description == "" and policy.description == "" and policy.version == "1.0"
     assert rule.severity is Severity.ERROR
     assert policy.optional_tags == [] and policy.prohibited_tags == []
     assert policy.tag_naming_rules == NamingRules()
@@ -329,6 +331,15 @@ def test_missing_key_points_at_its_object() -> None:
         load_policy('{"required_tags": [\n  {"description": "no name"}\n]}')
     (problem,) = info.value.problems
     assert (problem.location, problem.line, problem.column) == ("required_tags[0].name", 2, 3)
+
+
+def test_key_problems_point_at_the_key() -> None:
+    text = '{"required_tags": [{"name": "A", "allowed_value":\n ["x"]}]}'
+    with pytest.raises(PolicyError) as info:
+        load_policy(text)
+    (problem,) = info.value.problems
+    assert problem.location == "required_tags[0].allowed_value"
+    assert (problem.line, problem.column) == (1, text.index('"allowed_value"') + 1)
 
 
 def test_repeated_json_keys_are_reported() -> None:

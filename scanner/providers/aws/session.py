@@ -11,18 +11,23 @@ a method is called.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 from policies.models import GLOBAL_REGION
 
 # Refresh assumed-role credentials this long before they expire, so no call runs on a dying token.
 REFRESH_MARGIN = timedelta(minutes=5)
+# Clients kept per process. A client costs ~1-2 MB; an organization scan touches accounts x regions x
+# services of them, so the cache is bounded (least recently used goes) instead of growing forever.
+MAX_CACHED_CLIENTS = 256
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
 
@@ -93,7 +98,7 @@ class AwsSessionFactory:
         self._caller_account: str | None = None
         self._assumed: dict[str, _AssumedSession] = {}
         self._account_locks: dict[str, threading.Lock] = {}
-        self._clients: dict[tuple[str, str, str], tuple[boto3.Session, Any]] = {}
+        self._clients: OrderedDict[tuple[str, str, str], tuple[boto3.Session, Any]] = OrderedDict()
 
     @property
     def default_region(self) -> str:
@@ -157,7 +162,12 @@ class AwsSessionFactory:
         expires = creds["Expiration"]
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
+        # Share the base session's model loader: otherwise every account re-parses the same service
+        # models (several MB each) into its own botocore session.
+        core = botocore.session.Session()
+        core.register_component("data_loader", self.base_session()._session.get_component("data_loader"))
         session = boto3.Session(
+            botocore_session=core,
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],
@@ -180,9 +190,13 @@ class AwsSessionFactory:
         with self._lock:
             cached = self._clients.get(key)
             if cached is not None and cached[0] is session:
+                self._clients.move_to_end(key)
                 return cached[1]
             client = self._new_client(session, service, region)
             self._clients[key] = (session, client)
+            self._clients.move_to_end(key)
+            while len(self._clients) > MAX_CACHED_CLIENTS:
+                self._clients.popitem(last=False)
             return client
 
     def _new_client(self, session: boto3.Session, service: str, region: str) -> Any:
