@@ -40,9 +40,11 @@ get_scan_status with the scan_id until the status is succeeded, partial or faile
 data_quality on every answer: 'partial' means some accounts, regions or types could not be read and
 the numbers cover only the rest. Use list_violations with next_cursor to page through violations."""
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True)
+# Python field names (they serialize as readOnlyHint, ...): the aliases are not typed constructor args.
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 # Starting a scan writes a job row but changes nothing in the cloud.
-STARTS_SCAN = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+STARTS_SCAN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                              open_world_hint=True)
 
 
 class ScanFilters(BaseModel):
@@ -65,12 +67,33 @@ class PolicyAnswer(BaseModel):
 
 
 Severity = Literal["all", "errors_only", "warnings_only"]
-_SEVERITY = {"all": None, "errors_only": "error", "warnings_only": "warning"}
+_SEVERITY: dict[str, Literal["error", "warning"] | None] = {
+    "all": None, "errors_only": "error", "warnings_only": "warning"}
+# How many argument problems one error message lists; the model fixes them and calls again.
+_MAX_ARGUMENT_PROBLEMS = 5
+
+
+class _Server(MCPServer):
+    """MCPServer whose argument-validation errors read like the project's other errors.
+
+    The SDK rejects arguments that fail the input schema before the tool body runs, with pydantic's
+    raw text (model names like ``list_violationsArguments`` and links to pydantic's documentation).
+    A model acts better on "field: problem. Fix: ..." lines, the same shape ``AppError`` gives.
+    """
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[Any, Any] | None = None) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {_describe_validation(exc.__cause__)}") from None
 
 
 def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local") -> MCPServer:
     """Build the server; ``runtime`` is called lazily so that listing tools needs no database."""
-    mcp = MCPServer(name="finops-tag-compliance", instructions=INSTRUCTIONS, version="0.1.0")
+    mcp = _Server(name="finops-tag-compliance", instructions=INSTRUCTIONS, version="0.1.0")
 
     async def call(name: str, params: dict[str, Any], fn: Callable[[], T]) -> T:
         return await _guarded(runtime, principal, name, params, lambda: anyio.to_thread.run_sync(fn))
@@ -81,13 +104,11 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         budget = min(rt.settings.tool_wait_seconds if wait_seconds is None else max(0.0, wait_seconds),
                      rt.settings.tool_wait_seconds)
         deadline = time.monotonic() + budget
+        reporter = _ProgressReporter(ctx)
         while True:
             result = await anyio.to_thread.run_sync(
                 lambda: scans.get_scan(rt, scan_id, violations_limit=limit, filters=filters))
-            if ctx is not None:
-                p = result.progress
-                await _progress(ctx, p.shards_done, p.shards_total,
-                                f"{p.shards_done}/{p.shards_total} shards, {p.resources_found} resources")
+            await reporter.report(result)
             if result.status in TERMINAL_STATUSES or time.monotonic() >= deadline:
                 return result
             await anyio.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
@@ -106,7 +127,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
             "Kept for compatibility: without scan_id every call runs a fresh scan."))] = False,
         scan_id: Annotated[str | None, Field(description=(
             "Read an existing scan (finished or running) instead of starting one."))] = None,
-        wait_seconds: Annotated[float | None, Field(description=(
+        wait_seconds: Annotated[float | None, Field(ge=0, description=(
             "How long to wait for the scan before answering with its progress (0-45, default 45)."))] = None,
         ctx: Context | None = None,
     ) -> ScanResult:
@@ -122,9 +143,15 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
             rt = await anyio.to_thread.run_sync(runtime)
             sid = scan_id
             if sid is None:
-                request = _scan_request(resource_types, filters.regions if filters else None,
-                                        filters.accounts if filters else None, force_refresh)
-                sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
+                try:
+                    request = _scan_request(resource_types, filters.regions if filters else None,
+                                            filters.accounts if filters else None, force_refresh)
+                    sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
+                except InvalidInput as exc:
+                    # The services name the request's fields; this tool nests two of them in filters.
+                    if exc.field in ("regions", "accounts"):
+                        exc.field = f"filters.{exc.field}"
+                    raise
             return await wait_for(ctx, sid, wait_seconds, limit=25, filters=vfilter)
 
         return await _guarded(runtime, principal, "check_tag_compliance", params, body)
@@ -132,7 +159,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
     @mcp.tool(annotations=READ_ONLY)
     async def get_scan_status(
         scan_id: Annotated[str, Field(description="The scan_id returned by check_tag_compliance.")],
-        wait_seconds: Annotated[float, Field(description="Wait up to this long (0-45) for it to finish.")] = 0,
+        wait_seconds: Annotated[float, Field(ge=0, description="Wait up to this long (0-45) for it to finish.")] = 0,
         ctx: Context | None = None,
     ) -> ScanResult:
         """Status and progress of a scan (shards done/total, resources found), and its result once
@@ -177,7 +204,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         include_costs: Annotated[bool, Field(description="Not available in this build; leave false.")] = False,
         min_cost_threshold: Annotated[float | None, Field(description="Not available in this build.")] = None,
         scan_id: Annotated[str | None, Field(description="Read this scan instead of starting one.")] = None,
-        wait_seconds: Annotated[float | None, Field(description="Wait budget in seconds (0-45).")] = None,
+        wait_seconds: Annotated[float | None, Field(ge=0, description="Wait budget in seconds (0-45).")] = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many resources to list (1-100).")] = 25,
         ctx: Context | None = None,
     ) -> findings.UntaggedResources:
@@ -191,10 +218,14 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                 raise NotImplementedYet("cost data is not available in this build", field="include_costs",
                                         fix="call again with include_costs=false and no min_cost_threshold")
             rt = await anyio.to_thread.run_sync(runtime)
+            request = _scan_request(resource_types, regions, None, False)
             sid = scan_id
             if sid is None:
-                request = _scan_request(resource_types, regions, None, False)
                 sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
+            else:
+                # Reading an existing scan: an unknown type or region would silently filter
+                # everything out, so reject it as a new scan would.
+                scans.validate_request(request)
             await wait_for(ctx, sid, wait_seconds, limit=0, filters=ViolationFilters())
             return await anyio.to_thread.run_sync(lambda: findings.untagged_resources(
                 rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
@@ -227,7 +258,14 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
     @mcp.resource("scan://{scan_id}/summary", mime_type="application/json")
     def scan_summary(scan_id: str) -> str:
         """A finished or running scan's result without the violation list."""
-        return scans.get_scan(runtime(), scan_id, violations_limit=0).model_dump_json(indent=2)
+        try:
+            return scans.get_scan(runtime(), scan_id, violations_limit=0).model_dump_json(indent=2)
+        except (NotFound, InvalidInput) as exc:
+            # Not a crash: without this the SDK logs a traceback and the client reads only
+            # "Error creating resource from template".
+            raise ResourceNotFoundError(str(exc)) from None
+        except AppError as exc:
+            raise ResourceError(str(exc)) from None
 
     return mcp
 
@@ -235,7 +273,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
 def _scan_request(resource_types: list[str] | None, regions: list[str] | None, accounts: list[str] | None,
                   force_refresh: bool) -> ScanRequest:
     try:
-        return ScanRequest(resource_types=resource_types, regions=regions, accounts=accounts,  # type: ignore[arg-type]
+        return ScanRequest(resource_types=resource_types, regions=regions, accounts=accounts,
                            force_refresh=force_refresh)
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -244,11 +282,42 @@ def _scan_request(resource_types: list[str] | None, regions: list[str] | None, a
                            fix="see the tool's parameter descriptions") from None
 
 
-async def _progress(ctx: Context, done: int, total: int, message: str) -> None:
-    try:
-        await ctx.report_progress(done, total or None, message)
-    except Exception:  # a client that sent no progress token: nothing to report to
-        log.debug("progress not delivered", exc_info=True)
+def _describe_validation(exc: ValidationError) -> str:
+    """pydantic's errors as "field: problem" lines plus a fix, without its model names or URLs."""
+    problems = []
+    for err in exc.errors()[:_MAX_ARGUMENT_PROBLEMS]:
+        field = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{field}: {str(err['msg']).removeprefix('Value error, ')}")
+    more = len(exc.errors()) - _MAX_ARGUMENT_PROBLEMS
+    if more > 0:
+        problems.append(f"(+{more} more)")
+    return "; ".join(problems) + ". Fix: correct these arguments as the tool's input schema describes and call again."
+
+
+class _ProgressReporter:
+    """Sends progress notifications for one tool call.
+
+    MCP requires the progress value to increase with every notification, while the poll loop reads
+    the same shard count many times: only a count higher than the last one sent goes out (plus a
+    first notification, so that the client sees the scan started).
+    """
+
+    def __init__(self, ctx: Context | None) -> None:
+        self._ctx = ctx
+        self._last: int | None = None
+
+    async def report(self, result: ScanResult) -> None:
+        p = result.progress
+        if self._ctx is None or (self._last is not None and p.shards_done <= self._last):
+            return
+        self._last = p.shards_done
+        message = (f"scan {result.status}: {p.shards_done}/{p.shards_total} shards done, "
+                   f"{p.resources_found} resources found")
+        try:
+            # total is unknown (None) until the scan is planned into shards.
+            await self._ctx.report_progress(p.shards_done, p.shards_total or None, message)
+        except Exception:  # a client that sent no progress token: nothing to report to
+            log.debug("progress not delivered", exc_info=True)
 
 
 async def _guarded(runtime: Callable[[], Runtime], principal: str, name: str, params: dict[str, Any],
@@ -266,9 +335,8 @@ async def _guarded(runtime: Callable[[], Runtime], principal: str, name: str, pa
         raise ToolError(str(exc)) from None
     except ValidationError as exc:
         outcome = "invalid_input"
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or name
-        raise ToolError(f"{field}: {err['msg']}") from None
+        metrics.TOOL_ERRORS.labels(channel="mcp", name=name, code="invalid_input").inc()
+        raise ToolError(_describe_validation(exc)) from None
     except Exception:
         outcome = "internal_error"
         log.exception("tool %s failed (correlation id %s)", name, correlation)
@@ -279,9 +347,10 @@ async def _guarded(runtime: Callable[[], Runtime], principal: str, name: str, pa
         elapsed = time.perf_counter() - started
         metrics.TOOL_SECONDS.labels(channel="mcp", name=name).observe(elapsed)
         try:
-            rt = runtime()
+            # In a thread: when the runtime failed to build, calling it again retries the build
+            # (migrations, worker start), which must not block the event loop.
             await anyio.to_thread.run_sync(lambda: audit.record(
-                rt.db, principal=principal, channel="mcp", action=name, parameters=params, outcome=outcome,
-                duration_ms=elapsed * 1000, correlation_id=correlation))
+                runtime().db, principal=principal, channel="mcp", action=name, parameters=params,
+                outcome=outcome, duration_ms=elapsed * 1000, correlation_id=correlation))
         except Exception:
             log.warning("audit skipped for %s: runtime unavailable", name)

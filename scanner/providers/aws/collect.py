@@ -24,6 +24,7 @@ from scanner.providers.aws.collectors import (
     normalize_arn,
     normalize_tags,
     run_type,
+    split_system_tags,
 )
 from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
@@ -146,14 +147,16 @@ def _rgta_pages(ctx: CollectContext, params: dict[str, Any]) -> Iterable[dict[st
 def _resource_from_mapping(mapping: dict[str, Any], account_id: str, region: str) -> Resource:
     arn = str(mapping["ResourceARN"])
     parsed = parse_arn(arn)
+    tags, system_tags = split_system_tags(normalize_tags(mapping.get("Tags"), TagShape.KV_LIST))
     return Resource(
         arn=arn,
         resource_id=parsed.resource_id,
         resource_type=_type_of(parsed),
         account_id=parsed.account or account_id,
         region=parsed.region or GLOBAL_REGION,
-        tags=normalize_tags(mapping.get("Tags"), TagShape.KV_LIST),
+        tags=tags,
         name=None,
+        attributes={"system_tags": system_tags} if system_tags else {},
     )
 
 

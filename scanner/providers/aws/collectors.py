@@ -273,6 +273,20 @@ def _transform(value: Any, how: Transform | None) -> Any:
     raise ValueError(f"unknown transform {how!r}")
 
 
+SYSTEM_TAG_PREFIX = "aws:"
+
+
+def split_system_tags(tags: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(user tags, AWS-set tags). Keys starting with ``aws:`` (CloudFormation stack, Auto Scaling group)
+    are written by AWS, cannot be changed by users and count against no tag policy, so they are kept
+    apart (in ``attributes["system_tags"]``) instead of being judged as user tags."""
+    user: dict[str, str] = {}
+    system: dict[str, str] = {}
+    for key, value in tags.items():
+        (system if key.lower().startswith(SYSTEM_TAG_PREFIX) else user)[key] = value
+    return user, system
+
+
 def normalize_tags(
     raw: Any, shape: TagShape, key_field: str = "Key", value_field: str = "Value"
 ) -> dict[str, str]:
@@ -705,9 +719,9 @@ class TypeRun:
         """Build ``Resource`` objects from identified, tagged items."""
         info = self.info
         for p in pending:
-            tags = p.tags or {}
+            tags, system_tags = split_system_tags(p.tags or {})
             name = p.ident.name or (tags.get(info.name_from_tag) if info.name_from_tag else None) or None
-            attributes = {}
+            attributes: dict[str, Any] = {"system_tags": system_tags} if system_tags else {}
             for attr, path in info.attributes.items():
                 value = _search(path, p.item)
                 if value is not None and value != "":
