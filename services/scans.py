@@ -179,7 +179,8 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
     types = registry.all_types() if not isinstance(request.resource_types, list) else request.resource_types
     regional = [t for t in types if t in set(registry.regional_types())]
     global_ = [t for t in types if t in set(registry.global_types())]
-    allow = request.regions if isinstance(request.regions, list) else (rt.settings.regions or None)
+    allowed = _allowed_regions(rt, request)
+    allow = sorted(allowed) if allowed is not None else None
     with_tagging_api = request.resource_types == "all"
     if with_tagging_api:
         notes.append(TAGGING_API_NOTE)
@@ -223,6 +224,7 @@ class ShardOutcome:
     retry: bool = False
     countdown: float = 0.0
     status: str = "succeeded"
+    interactive: bool = True
 
 
 def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
@@ -241,6 +243,8 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
             cancelled = False
             shard.status, shard.started_at, shard.attempts = "running", utcnow(), shard.attempts + 1
         scan_id, policy_id = scan.id, scan.policy_id
+        interactive = scan.trigger == "interactive"
+        allowed_regions = _allowed_regions(rt, ScanRequest.model_validate(scan.request))
         account, region, group = shard.account_id, shard.region, shard.group
         types, attempts = list(shard.resource_types), shard.attempts
     if cancelled:
@@ -253,6 +257,10 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
             result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()))
         else:
             result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter)
+    if region == GLOBAL_REGION and allowed_regions is not None:
+        # Global listings (S3) return every region's resources: keep the regions that were asked for.
+        keep = allowed_regions | {GLOBAL_REGION}
+        result.resources = [r for r in result.resources if r.region in keep]
     metrics.API_CALLS.labels(provider="aws").inc(result.api_calls)
     metrics.API_RETRIES.labels(provider="aws").inc(result.retries)
 
@@ -262,9 +270,15 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
     _store_shard(rt, scan_id, shard_id, result, compiled, status)
     metrics.SHARDS_FINISHED.labels(status=status).inc()
     if will_retry:
-        return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status)
+        return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status, interactive=interactive)
     maybe_finalize(rt, scan_id)
-    return ShardOutcome(status=status)
+    return ShardOutcome(status=status, interactive=interactive)
+
+
+def _allowed_regions(rt: Runtime, request: ScanRequest) -> set[str] | None:
+    if isinstance(request.regions, list):
+        return set(request.regions)
+    return set(rt.settings.regions) if rt.settings.regions else None
 
 
 def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, compiled: Any,
@@ -443,10 +457,17 @@ def reconcile(rt: Runtime, scan_id: str) -> None:
         scan = _get_scan(s, scan_id)
         if scan.status != "running":
             return
-        stale = [sh.id for sh in _shards(s, scan_id)
+        shards = _shards(s, scan_id)
+        stale = [sh.id for sh in shards
                  if sh.status == "running" and sh.started_at is not None and _aware(sh.started_at) < stale_before]
+        # A shard sent back to the queue for a retry (attempts > 0) whose retry never ran.
+        lost = [sh.id for sh in shards
+                if sh.status == "queued" and sh.attempts > 0 and sh.started_at is not None
+                and _aware(sh.started_at) < stale_before]
     for shard_id in stale:
         mark_shard_failed(rt, shard_id, "the shard ran past its time limit or its worker died")
+    for shard_id in lost:
+        mark_shard_failed(rt, shard_id, "the shard was due for a retry that never ran")
     finalize_scan(rt, scan_id)
 
 

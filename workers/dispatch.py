@@ -20,8 +20,8 @@ class CeleryDispatcher:
         self.app.send_task("scan.plan", args=[scan_id], queue=DEFAULT_QUEUE,
                            priority=INTERACTIVE_PRIORITY if interactive else SCHEDULED_PRIORITY)
 
-    def run_shard(self, shard_id: str, *, interactive: bool) -> None:
-        self.app.send_task("scan.shard", args=[shard_id], queue=AWS_QUEUE,
+    def run_shard(self, shard_id: str, *, interactive: bool, countdown: float = 0.0) -> None:
+        self.app.send_task("scan.shard", args=[shard_id], queue=AWS_QUEUE, countdown=countdown or None,
                            priority=INTERACTIVE_PRIORITY if interactive else SCHEDULED_PRIORITY)
 
     def finalize_scan(self, scan_id: str) -> None:

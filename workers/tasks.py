@@ -62,7 +62,9 @@ def run_shard(self: Task, shard_id: str) -> None:
         raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
     if outcome.retry:
         # Throttled past the per-call retries: run the whole shard again later (its rows are replaced).
-        raise self.retry(countdown=outcome.countdown)
+        # Sent as a new message rather than self.retry(), which the in-memory broker of the embedded
+        # mode drops; the shard's own attempts counter bounds the retries.
+        rt.dispatcher.run_shard(shard_id, interactive=outcome.interactive, countdown=outcome.countdown)
 
 
 @app.task(name="scan.finalize", bind=True, max_retries=5, acks_late=True)

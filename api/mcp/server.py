@@ -5,6 +5,7 @@ functions the REST API uses. Descriptions are written for the model that calls t
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -15,7 +16,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services import audit, findings, metrics, scans, validation
 from services.errors import AppError, InvalidInput, NotFound, NotImplementedYet
@@ -50,6 +51,9 @@ STARTS_SCAN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idem
 class ScanFilters(BaseModel):
     """Where to look."""
 
+    # A misspelt key ("region") must be an error, not a silently wider scan.
+    model_config = ConfigDict(extra="forbid")
+
     regions: list[str] | None = Field(default=None, description="Region names, e.g. ['us-east-1']. Omit for all.")
     accounts: list[str] | None = Field(default=None, description="12-digit account ids, or ['all'] for the "
                                        "whole organization. Omit for the configured accounts.")
@@ -81,14 +85,46 @@ class _Server(MCPServer):
     A model acts better on "field: problem. Fix: ..." lines, the same shape ``AppError`` gives.
     """
 
+    _parameters: dict[str, list[str]] | None = None
+
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[Any, Any] | None = None) -> CallToolResult | InputRequiredResult:
+        await self._reject_unknown_arguments(name, arguments)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
                 raise
+            metrics.TOOL_ERRORS.labels(channel="mcp", name=name, code="invalid_input").inc()
             raise ToolError(f"Error executing tool {name}: {_describe_validation(exc.__cause__)}") from None
+
+    async def _reject_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        # The SDK drops arguments the tool does not declare. A misspelt or borrowed one ("accounts" on
+        # find_untagged_resources, "region" for "regions") would then silently widen the scan to the
+        # defaults and answer a different question than the one asked.
+        if self._parameters is None:
+            self._parameters = {t.name: list((t.input_schema or {}).get("properties", {}))
+                                for t in await self.list_tools()}
+        known = self._parameters.get(name)
+        unknown = sorted(set(arguments) - set(known)) if known is not None else []
+        if unknown:
+            metrics.TOOL_ERRORS.labels(channel="mcp", name=name, code="invalid_input").inc()
+            raise ToolError(f"Error executing tool {name}: unknown argument(s): {', '.join(unknown)}. "
+                            f"Fix: use only the tool's parameters: {', '.join(known or [])}.")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tool(mcp: MCPServer, annotations: ToolAnnotations) -> Callable[[F], F]:
+    """``mcp.tool`` with the docstring as the description, minus its source indentation (the SDK passes
+    ``__doc__`` through verbatim, so every line after the first would reach the model indented)."""
+
+    def register(fn: F) -> F:
+        mcp.tool(annotations=annotations, description=inspect.cleandoc(fn.__doc__ or ""))(fn)
+        return fn
+
+    return register
 
 
 def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local") -> MCPServer:
@@ -113,7 +149,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                 return result
             await anyio.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
 
-    @mcp.tool(annotations=STARTS_SCAN)
+    @_tool(mcp, STARTS_SCAN)
     async def check_tag_compliance(
         resource_types: Annotated[list[str] | None, Field(description=(
             "Resource types such as ['ec2:instance', 's3:bucket']. Omit for every supported type; ['all'] also "
@@ -156,7 +192,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
 
         return await _guarded(runtime, principal, "check_tag_compliance", params, body)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @_tool(mcp, READ_ONLY)
     async def get_scan_status(
         scan_id: Annotated[str, Field(description="The scan_id returned by check_tag_compliance.")],
         wait_seconds: Annotated[float, Field(ge=0, description="Wait up to this long (0-45) for it to finish.")] = 0,
@@ -167,7 +203,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         return await _guarded(runtime, principal, "get_scan_status", {"scan_id": scan_id},
                               lambda: wait_for(ctx, scan_id, wait_seconds, limit=25, filters=ViolationFilters()))
 
-    @mcp.tool(annotations=READ_ONLY)
+    @_tool(mcp, READ_ONLY)
     async def list_scans(
         limit: Annotated[int, Field(ge=1, le=100, description="How many recent scans (1-100).")] = 20,
         status: Annotated[Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"] | None,
@@ -177,7 +213,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         return await call("list_scans", {"limit": limit, "status": status},
                           lambda: ScanList(scans=scans.list_scans(runtime(), limit=limit, status=status)))
 
-    @mcp.tool(annotations=READ_ONLY)
+    @_tool(mcp, READ_ONLY)
     async def list_violations(
         scan_id: Annotated[str, Field(description="The scan to read.")],
         cursor: Annotated[str | None, Field(description="next_cursor from the previous answer.")] = None,
@@ -196,7 +232,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
             filters=ViolationFilters(severity=severity, resource_type=resource_type, account_id=account_id,
                                      region=region, tag_name=tag_name)))
 
-    @mcp.tool(annotations=STARTS_SCAN)
+    @_tool(mcp, STARTS_SCAN)
     async def find_untagged_resources(
         resource_types: Annotated[list[str] | None, Field(description=(
             "Types to check, e.g. ['ec2:instance']. Omit for every supported type."))] = None,
@@ -233,7 +269,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
 
         return await _guarded(runtime, principal, "find_untagged_resources", params, body)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @_tool(mcp, READ_ONLY)
     async def validate_resource_tags(
         resource_arns: Annotated[list[str], Field(description="1 to 100 full resource ARNs to check now.")],
     ) -> validation.ValidationResult:
@@ -242,7 +278,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         return await call("validate_resource_tags", {"resource_arns": resource_arns},
                           lambda: validation.validate_resource_tags(runtime(), resource_arns))
 
-    @mcp.tool(annotations=READ_ONLY)
+    @_tool(mcp, READ_ONLY)
     async def get_tagging_policy() -> PolicyAnswer:
         """The tagging policy in force: required and optional tags, allowed values (a '*' in a value is a
         wildcard), formats, which resource types each applies to, and naming rules."""

@@ -10,6 +10,7 @@ the servers' answers with it.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import subprocess
@@ -239,7 +240,7 @@ class SyncMcpClient:
         tools: list[Any] = []
         cursor = None
         while True:
-            page = self.portal.call(lambda: self.client.list_tools(cursor=cursor))
+            page = self.portal.call(functools.partial(self.client.list_tools, cursor=cursor))
             tools.extend(page.tools)
             cursor = page.next_cursor
             if cursor is None:

@@ -186,3 +186,39 @@ def test_violation_pages_are_disjoint_and_complete(embedded_runtime: Any, small_
     # Filtering never changes the score.
     assert scans.get_scan(rt, scan_id, filters=ViolationFilters(severity="warning")).compliance_score == \
         result.compliance_score
+
+
+def test_region_filter_applies_to_global_listings(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+    region = estate.regions[1]
+    scan_id = scans.submit(rt, ScanRequest(accounts=list(estate.member_account_ids), regions=[region],
+                                           resource_types=sorted(estate.resource_types)))
+    result = wait_scan(rt, scan_id)
+    assert set(result.breakdowns.by_region) <= {region, "global"}
+    expected = sum(n for (a, r, _t), n in estate.counts.items() if a in estate.member_account_ids and r == region)
+    assert result.total_resources == expected
+
+
+def test_throttled_shard_is_retried_whole_and_completes(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+    account, region = estate.member_account_ids[0], estate.regions[0]
+    throttled = {"left": 12}  # more than one shard attempt's per-call retries can absorb
+
+    def throttle(request: Any, **_kw: Any) -> AWSResponse | None:
+        if throttled["left"] <= 0:
+            return None
+        throttled["left"] -= 1
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "ThrottlingException",
+                                              "Content-Type": "application/x-amz-json-1.0"}, _Body(body))
+
+    rt.aws.client(account, "dynamodb", region).meta.events.register("before-send.dynamodb.*", throttle)
+    scan_id = scans.submit(rt, _request(estate))
+    result = wait_scan(rt, scan_id, timeout=180)
+    assert result.status == "succeeded", result.data_quality
+    assert throttled["left"] == 0 and result.progress.retries > 0
+    with rt.db.session() as s:
+        shard = s.get(ScanShardRow, f"{scan_id}/{account}/{region}/dynamodb")
+        assert shard is not None and shard.attempts >= 2 and shard.status == "succeeded"
+    expected = expected_by_type(estate, list(estate.member_account_ids))
+    assert result.total_resources == sum(expected.values())
