@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from policies.models import Violation
+
 ScanStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
 ShardStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -67,6 +69,16 @@ class ViolationOut(BaseModel):
     message: str
     suggestion: str | None
     rule_id: str
+
+
+def violation_out(v: Violation) -> ViolationOut:
+    """The API shape of an engine violation."""
+    return ViolationOut(resource_arn=v.resource_arn, resource_id=v.resource_id, resource_type=v.resource_type,
+                        account_id=v.account_id, region=v.region, tag_name=v.tag_name,
+                        violation_type=str(v.violation_type), severity=str(v.severity),
+                        current_value=v.current_value,
+                        allowed_values=list(v.allowed_values) if v.allowed_values is not None else None,
+                        message=v.message, suggestion=v.suggestion, rule_id=v.rule_id)
 
 
 class FailedShard(BaseModel):

@@ -13,7 +13,7 @@ from services.db.models import ResourceRow
 from services.errors import InvalidInput
 from services.policy_store import active_policy
 from services.runtime import Runtime
-from services.schemas import DataQuality, FailedShard, ViolationOut
+from services.schemas import DataQuality, FailedShard, ViolationOut, violation_out
 
 MAX_ARNS = 100
 
@@ -73,12 +73,7 @@ def validate_resource_tags(rt: Runtime, arns: Sequence[str]) -> ValidationResult
         results.append(ResourceValidation(
             resource_arn=res.arn, resource_type=res.resource_type, account_id=res.account_id, region=res.region,
             in_scope=ev.in_scope, compliant=ev.compliant, tags=dict(res.tags),
-            violations=[ViolationOut(
-                resource_arn=v.resource_arn, resource_id=v.resource_id, resource_type=v.resource_type,
-                account_id=v.account_id, region=v.region, tag_name=v.tag_name,
-                violation_type=str(v.violation_type), severity=str(v.severity), current_value=v.current_value,
-                allowed_values=list(v.allowed_values) if v.allowed_values is not None else None,
-                message=v.message, suggestion=v.suggestion, rule_id=v.rule_id) for v in ev.violations]))
+            violations=[violation_out(v) for v in ev.violations]))
     dq = DataQuality(status="partial" if failures else "complete",
                      failed_shards=[FailedShard(shard=f.resource_type, error=f"{f.code}: {f.message}")
                                     for f in failures])
