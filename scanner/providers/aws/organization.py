@@ -1,7 +1,8 @@
-"""Accounts of an AWS Organization, read from the management account."""
+"""AWS Organizations, read from the management account: accounts, tag policies and where they attach."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,3 +26,65 @@ def list_organization_accounts(organizations_client: Any) -> tuple[list[OrgAccou
             account = OrgAccount(id=item["Id"], name=item.get("Name", ""), status=status)
             (active if account.status == "ACTIVE" else skipped).append(account)
     return active, skipped
+
+
+@dataclass(frozen=True, slots=True)
+class OrgTagPolicy:
+    """A TAG_POLICY of the organization: its document and where it is attached."""
+
+    id: str
+    name: str
+    content: dict[str, Any]
+    targets: tuple[tuple[str, str], ...]  # (target id, ROOT | ORGANIZATIONAL_UNIT | ACCOUNT)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLevel:
+    """One level of an account's inheritance path with the tag policies attached there."""
+
+    target_id: str
+    target_type: str  # ROOT | ORGANIZATIONAL_UNIT | ACCOUNT
+    policy_ids: tuple[str, ...]
+
+
+def _pages(client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator(operation).paginate(**params):
+        items.extend(page.get(key, []))
+    return items
+
+
+def list_tag_policies(organizations_client: Any) -> list[OrgTagPolicy]:
+    """Every tag policy (all pages) with its content and attachments."""
+    policies: list[OrgTagPolicy] = []
+    for summary in _pages(organizations_client, "list_policies", "Policies", Filter="TAG_POLICY"):
+        described = organizations_client.describe_policy(PolicyId=summary["Id"])["Policy"]
+        targets = _pages(organizations_client, "list_targets_for_policy", "Targets", PolicyId=summary["Id"])
+        policies.append(OrgTagPolicy(
+            id=summary["Id"], name=summary.get("Name", summary["Id"]),
+            content=json.loads(described["Content"]),
+            targets=tuple((t["TargetId"], t["Type"]) for t in targets)))
+    return policies
+
+
+def policy_path_for_account(organizations_client: Any, account_id: str) -> list[PolicyLevel]:
+    """The account's inheritance path root -> OUs -> account, each level with its attached tag
+    policies: the input AWS uses to compute the account's effective tag policy."""
+    path: list[tuple[str, str]] = [(account_id, "ACCOUNT")]
+    child = account_id
+    while True:
+        parents = organizations_client.list_parents(ChildId=child)["Parents"]
+        if not parents:
+            break
+        parent = parents[0]  # an account or OU has exactly one parent
+        path.append((parent["Id"], parent["Type"]))
+        if parent["Type"] == "ROOT":
+            break
+        child = parent["Id"]
+    levels: list[PolicyLevel] = []
+    for target_id, target_type in reversed(path):
+        attached = _pages(organizations_client, "list_policies_for_target", "Policies",
+                          TargetId=target_id, Filter="TAG_POLICY")
+        levels.append(PolicyLevel(target_id=target_id, target_type=target_type,
+                                  policy_ids=tuple(sorted(p["Id"] for p in attached))))
+    return levels
