@@ -30,7 +30,15 @@ from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from services import metrics
-from services.db.models import ResourceRow, ScanResourceRow, ScanRow, ScanShardRow, ViolationRow, utcnow
+from services.db.models import (
+    AccountPolicyRow,
+    ResourceRow,
+    ScanResourceRow,
+    ScanRow,
+    ScanShardRow,
+    ViolationRow,
+    utcnow,
+)
 from services.errors import AppError, InvalidInput, NotFound, Unavailable
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -89,8 +97,11 @@ def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") ->
     policy = active_policy(rt.db, rt.settings.policy_path)
     scan_id = str(uuid.uuid4())
     with rt.db.session() as s:
+        # Frozen now, so a policy sync while the scan runs cannot mix two versions in one scan.
+        by_account = {row.account_id: row.policy_id for row in s.scalars(select(AccountPolicyRow))} or None
         s.add(ScanRow(id=scan_id, status="queued", request=request.model_dump(mode="json"),
-                      policy_id=policy.id, requested_by=requested_by, trigger=request.trigger))
+                      policy_id=policy.id, policy_by_account=by_account, requested_by=requested_by,
+                      trigger=request.trigger))
     try:
         rt.dispatcher.plan_scan(scan_id, interactive=request.trigger == "interactive")
     except Exception as exc:  # the broker is down: leave nothing half-written behind
@@ -242,7 +253,8 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
         else:
             cancelled = False
             shard.status, shard.started_at, shard.attempts = "running", utcnow(), shard.attempts + 1
-        scan_id, policy_id = scan.id, scan.policy_id
+        # An account with its own effective policy (AWS Organizations) is judged by it; others by the default.
+        scan_id, policy_id = scan.id, (scan.policy_by_account or {}).get(shard.account_id, scan.policy_id)
         interactive = scan.trigger == "interactive"
         allowed_regions = _allowed_regions(rt, ScanRequest.model_validate(scan.request))
         account, region, group = shard.account_id, shard.region, shard.group
@@ -330,7 +342,7 @@ def _violation_row(scan_id: str, shard_id: str, v: Violation) -> dict[str, Any]:
             "region": v.region, "tag_name": v.tag_name, "violation_type": str(v.violation_type),
             "severity": str(v.severity), "current_value": v.current_value,
             "allowed_values": list(v.allowed_values) if v.allowed_values is not None else None,
-            "message": v.message, "suggestion": v.suggestion}
+            "message": v.message, "suggestion": v.suggestion, "rule_source": getattr(v, "source", None)}
 
 
 def _upsert(s: Session, model: Any, rows: list[dict[str, Any]], keys: list[str],
@@ -496,8 +508,8 @@ def get_scan(rt: Runtime, scan_id: str, *, violations_limit: int = 25,
             violations=page.violations, violations_total=page.total, violations_returned=len(page.violations),
             next_cursor=page.next_cursor,
             breakdowns=Breakdowns.model_validate(scan.breakdowns or {}), data_quality=dq, progress=progress,
-            policy_version=scan.policy_id, request=scan.request, created_at=scan.created_at,
-            finished_at=scan.finished_at, error=scan.error)
+            policy_version=scan.policy_id, policy_by_account=scan.policy_by_account, request=scan.request,
+            created_at=scan.created_at, finished_at=scan.finished_at, error=scan.error)
 
 
 def list_violations(rt: Runtime, scan_id: str, *, filters: ViolationFilters | None = None,
@@ -579,7 +591,7 @@ def _violation_out(r: ViolationRow) -> ViolationOut:
                         account_id=r.account_id, region=r.region, tag_name=r.tag_name,
                         violation_type=r.violation_type, severity=r.severity, current_value=r.current_value,
                         allowed_values=r.allowed_values, message=r.message, suggestion=r.suggestion,
-                        rule_id=r.rule_id)
+                        rule_id=r.rule_id, rule_source=r.rule_source)
 
 
 def _encode_cursor(key: tuple[str, str, str]) -> str:

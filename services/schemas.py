@@ -69,6 +69,7 @@ class ViolationOut(BaseModel):
     message: str
     suggestion: str | None
     rule_id: str
+    rule_source: str | None = Field(default=None, description="The policy (and level) the rule came from.")
 
 
 def violation_out(v: Violation) -> ViolationOut:
@@ -78,7 +79,8 @@ def violation_out(v: Violation) -> ViolationOut:
                         violation_type=str(v.violation_type), severity=str(v.severity),
                         current_value=v.current_value,
                         allowed_values=list(v.allowed_values) if v.allowed_values is not None else None,
-                        message=v.message, suggestion=v.suggestion, rule_id=v.rule_id)
+                        message=v.message, suggestion=v.suggestion, rule_id=v.rule_id,
+                        rule_source=getattr(v, "source", None))
 
 
 class FailedShard(BaseModel):
@@ -144,7 +146,9 @@ class ScanResult(BaseModel):
     breakdowns: Breakdowns = Field(default_factory=Breakdowns)
     data_quality: DataQuality
     progress: Progress
-    policy_version: str
+    policy_version: str = Field(description="Version (content hash) of the default policy of this scan.")
+    policy_by_account: dict[str, str] | None = Field(
+        default=None, description="Accounts judged by their own effective policy (AWS Organizations): version.")
     request: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None = None

@@ -31,6 +31,21 @@ class PolicyRow(Base):
     source: Mapped[str] = mapped_column(String(512))
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_by: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class AccountPolicyRow(Base):
+    """The effective policy version in force for one account (from AWS Organizations tag policies).
+
+    Replaced on every sync; scans copy the mapping at submit time so a sync mid-scan changes nothing.
+    """
+
+    __tablename__ = "account_policies"
+
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy_id: Mapped[str] = mapped_column(ForeignKey("policies.id"))
+    source: Mapped[str] = mapped_column(Text)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ScanRow(Base):
@@ -45,6 +60,8 @@ class ScanRow(Base):
     trigger: Mapped[str] = mapped_column(String(16), default="interactive")
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     policy_id: Mapped[str] = mapped_column(ForeignKey("policies.id"))
+    # account id -> policy version, when accounts are judged by their own effective policies.
+    policy_by_account: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     shards_total: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     total_resources: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -142,6 +159,8 @@ class ViolationRow(Base):
     allowed_values: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     message: Mapped[str] = mapped_column(Text)
     suggestion: Mapped[str | None] = mapped_column(Text, default=None)
+    # Which policy (and inheritance level) the broken rule came from.
+    rule_source: Mapped[str | None] = mapped_column(String(512), default=None)
 
 
 class AuditRow(Base):
