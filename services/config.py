@@ -44,6 +44,8 @@ class Settings(BaseSettings):
                                description="Region allow-list; empty = every enabled region.")
 
     policy_path: Path = DEFAULT_POLICY_PATH
+    policy_dir: Path | None = Field(default=None, description=(
+        "The only folder imported policies are written to (default: FINOPS_HOME/policies)."))
 
     # A tool call never blocks past this: common MCP clients time out at 60 s.
     tool_wait_seconds: float = Field(default=45.0, ge=0, le=55)
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'finops.sqlite'}"
+
+    @property
+    def effective_policy_dir(self) -> Path:
+        return self.policy_dir or self.home / "policies"
 
     @property
     def effective_broker_url(self) -> str:

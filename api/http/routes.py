@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from services import findings, scans, validation
-from services.db.models import ScanRow, ScanShardRow
+from services.db.models import AccountPolicyRow, ScanRow, ScanShardRow
 from services.errors import AppError
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -130,11 +130,19 @@ def health(rt: RuntimeDep) -> JSONResponse:
     ok = ok and checks["broker"]["status"] == "ok"
     try:
         pv = active_policy(rt.db, rt.settings.policy_path)
-        checks["policy"] = {"status": "ok", "source": pv.source, "version": pv.id, "label": pv.version_label}
+        checks["policy"] = {"status": "ok", "source": pv.source, "version": pv.id, "label": pv.version_label,
+                            "organization": _org_policy_health(rt)}
     except AppError as exc:
         ok = False
         checks["policy"] = {"status": "invalid", "message": exc.message}
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **checks})
+
+
+def _org_policy_health(rt: Runtime) -> dict[str, Any]:
+    """How many accounts are judged by their own AWS Organizations effective policy, and since when."""
+    with rt.db.session() as s:
+        count, last = s.execute(select(func.count(), func.max(AccountPolicyRow.synced_at))).one()
+    return {"accounts_with_own_policy": int(count), "last_sync": last.isoformat() if last else None}
 
 
 def _broker_health(rt: Runtime) -> dict[str, Any]:
