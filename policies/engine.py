@@ -6,6 +6,10 @@ Semantics (each one is pinned by a unit test):
   empty ``applies_to`` applies to every type; ``service:*`` covers a whole service; types compare
   ignoring case). Out-of-scope resources get no violations at all and do not count in the score.
   Only rules that apply to the resource's type are checked on it.
+* Per-type rules. A required tag with ``required_for`` is required only on those types; on its other
+  ``applies_to`` types it is checked like an optional tag (and still brings the type into scope).
+  ``error_for`` makes the rule's violations errors on those types whatever its ``severity``. Each
+  violation of a rule carries the rule's ``source`` (which policy and level it came from).
 * ``missing_required_tag``: the key is absent, or present with an empty (or blank) value.
 * ``wrong_key_case``: with ``case_sensitivity`` true, a key equal to a policy tag name only when case
   is ignored (``costcenter`` for ``CostCenter``) is reported as such (with the rule's severity), not
@@ -46,7 +50,7 @@ from typing import TypeVar
 
 from policies.matching import ValueMatcher, WildcardPattern, closest_key, closest_value, suggest_format_fix
 from policies.models import Resource, Severity, Violation, ViolationType
-from policies.policy import RESERVED_PREFIX, Policy, TagRule, applies_to_type
+from policies.policy import RESERVED_PREFIX, Policy, TagRule, applies_to_type, listed_type
 
 __all__ = [
     "CompiledPolicy",
@@ -104,13 +108,16 @@ class CompiledRule:
 
     __slots__ = ("allowed", "allowed_list", "allowed_text", "applies_to", "description", "folded",
                  "format_hints", "known_good", "matcher", "missing_hints", "name", "regex", "required",
-                 "severity", "value_hints")
+                 "severity", "source", "value_hints")
 
-    def __init__(self, rule: TagRule, *, required: bool, case_sensitive: bool) -> None:
+    def __init__(self, rule: TagRule, *, required: bool, case_sensitive: bool,
+                 severity: Severity | None = None) -> None:
         self.name = rule.name
         self.folded = rule.name.casefold()
         self.required = required
-        self.severity = rule.severity
+        # A per-type override (error_for) when given, else the rule's own severity.
+        self.severity = rule.severity if severity is None else severity
+        self.source = rule.source
         self.description = rule.description
         self.applies_to = tuple(rule.applies_to)
         self.allowed: tuple[str, ...] | None = tuple(rule.allowed_values) if rule.allowed_values else None
@@ -202,14 +209,15 @@ class CompiledPolicy:
         self.max_key_length = naming.max_key_length
         self.max_value_length = naming.max_value_length
         self.max_tags = policy.max_tags
-        cs = self.case_sensitive
-        self._required = tuple(CompiledRule(r, required=True, case_sensitive=cs)
-                               for r in policy.required_tags)
-        self._optional = tuple(CompiledRule(r, required=False, case_sensitive=cs)
-                               for r in policy.optional_tags)
+        # (rule, listed in required_tags), in policy order.
+        self._rules = tuple(policy.rules())
+        # One CompiledRule per (rule, required here, severity here). A policy without required_for /
+        # error_for has one variant per rule, shared by every type as before; with them a rule has
+        # at most four, each with its own caches.
+        self._variants: dict[tuple[int, bool, Severity], CompiledRule] = {}
         # Every rule name, whatever the type: a key that names any rule is never "a key you misspelt".
-        self._all_folded = frozenset(r.folded for r in self._required + self._optional)
-        self._all_names = frozenset(r.name for r in self._required + self._optional)
+        self._all_folded = frozenset(r.name.casefold() for r, _ in self._rules)
+        self._all_names = frozenset(r.name for r, _ in self._rules)
         self._prohibited = tuple(WildcardPattern(p, case_sensitive=False) for p in policy.prohibited_tags)
         self._by_type: dict[str, _RuleSet | None] = {}
         # Values known to pass the value rules (length, characters); shared by every type.
@@ -226,12 +234,27 @@ class CompiledPolicy:
         except KeyError:
             pass
         rs: _RuleSet | None = None
-        required = tuple(r for r in self._required if applies_to_type(r.applies_to, resource_type))
-        if required:
-            optional = tuple(r for r in self._optional if applies_to_type(r.applies_to, resource_type))
-            rs = _RuleSet(self, required, optional)
+        if any(applies_to_type(r.applies_to, resource_type) for r in self.policy.required_tags):
+            required: list[CompiledRule] = []
+            optional: list[CompiledRule] = []
+            for index, (rule, listed_required) in enumerate(self._rules):
+                if not applies_to_type(rule.applies_to, resource_type):
+                    continue
+                is_required = listed_required and (rule.required_for is None
+                                                   or listed_type(rule.required_for, resource_type))
+                severity = Severity.ERROR if listed_type(rule.error_for, resource_type) else rule.severity
+                (required if is_required else optional).append(self._variant(index, rule, is_required, severity))
+            rs = _RuleSet(self, tuple(required), tuple(optional))
         self._by_type[resource_type] = rs
         return rs
+
+    def _variant(self, index: int, rule: TagRule, required: bool, severity: Severity) -> CompiledRule:
+        key = (index, required, severity)
+        compiled = self._variants.get(key)
+        if compiled is None:
+            compiled = CompiledRule(rule, required=required, case_sensitive=self.case_sensitive, severity=severity)
+            self._variants[key] = compiled
+        return compiled
 
     def in_scope(self, resource_type: str) -> bool:
         """Whether resources of ``resource_type`` are evaluated (some required tag applies)."""
@@ -319,10 +342,11 @@ class CompiledPolicy:
         out: list[Violation] = []
 
         def add(rule_id: str, tag_name: str, vtype: ViolationType, severity: Severity, current: str | None,
-                allowed: tuple[str, ...] | None, message: str, suggestion: str | None) -> None:
+                allowed: tuple[str, ...] | None, message: str, suggestion: str | None,
+                source: str | None = None) -> None:
             out.append(Violation(rule_id, resource.arn, resource.resource_id, resource.resource_type,
                                  resource.account_id, resource.region, tag_name, vtype, severity, current,
-                                 allowed, message, suggestion))
+                                 allowed, message, suggestion, source))
 
         bad_keys.sort()
         # Keys spelling a rule's name only when case is ignored (costcenter) never pass the first
@@ -375,7 +399,7 @@ class CompiledPolicy:
                 rule_id = f"wrong_key_case:{name}" if i == 0 else f"wrong_key_case:{name}:{k}"
                 add(rule_id, name, ViolationType.WRONG_KEY_CASE, rule.severity, k, None,
                     f"Tag key {k!r} should be spelled {name!r}; tag keys are case-sensitive",
-                    f"rename key {k!r} to {name!r}")
+                    f"rename key {k!r} to {name!r}", rule.source)
         key = name
         if value is None:
             if not variants:
@@ -399,7 +423,7 @@ class CompiledPolicy:
                 rule.allowed,
                 f"Tag {shown} has value {value!r}, which is not allowed; allowed: {rule.allowed_list}"
                 + (f"; did you mean {guess!r}?" if guess else ""),
-                guess)
+                guess, rule.source)
         if rule.regex is not None and rule.regex.fullmatch(value) is None:
             try:
                 fix = rule.format_hints[value]
@@ -409,7 +433,7 @@ class CompiledPolicy:
             add(f"invalid_format:{name}", name, ViolationType.INVALID_FORMAT, rule.severity, value, None,
                 f"Tag {shown} has value {value!r}, which does not match the required format "
                 f"{rule.regex.pattern}" + (f"; did you mean {fix!r}?" if fix else ""),
-                fix)
+                fix, rule.source)
 
     def _report_missing(self, rule: CompiledRule, tags: Mapping[str, str], value: str | None, shown: str,
                         add: Callable[..., None]) -> None:
@@ -422,7 +446,7 @@ class CompiledPolicy:
             message = f"Required tag {shown} is present but empty{rule.allowed_text}"
             suggestion = f"set a value for tag {rule.name!r}{rule.allowed_text}"
         add(f"missing_required_tag:{rule.name}", rule.name, ViolationType.MISSING_REQUIRED_TAG, rule.severity,
-            value, rule.allowed, message, suggestion)
+            value, rule.allowed, message, suggestion, rule.source)
 
     def _missing_suggestion(self, rule: CompiledRule, others: frozenset[str]) -> str:
         hint = rule.missing_hints.get(others)

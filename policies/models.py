@@ -53,7 +53,8 @@ class Violation:
     """One broken rule on one resource.
 
     ``rule_id`` is unique per resource and stable across runs (``missing_required_tag:CostCenter``),
-    so (scan, ARN, rule_id) keys an idempotent upsert.
+    so (scan, ARN, rule_id) keys an idempotent upsert. ``source`` is the broken rule's origin
+    (``aws:p-abc123 (OU Production)``) when the policy recorded one; ``None`` for key-only checks.
     """
 
     rule_id: str
@@ -69,3 +70,4 @@ class Violation:
     allowed_values: tuple[str, ...] | None
     message: str
     suggestion: str | None = None
+    source: str | None = None

@@ -15,6 +15,10 @@ Normalisation (so equal meaning gives an equal :meth:`Policy.content_hash`): ``n
 empty lists, ``"allowed_values": []`` and ``"validation_regex": ""`` mean "no constraint" and become
 ``None``, and a missing ``severity`` becomes ``error`` for required tags and ``warning`` for
 optional ones.
+
+Beyond the peer format, a rule may carry ``required_for``, ``error_for`` and ``source`` (see
+:class:`TagRule`; AWS Organizations tag policies convert to them). They are optional, and left out of
+dumps while unset, so a policy that does not use them dumps and hashes exactly as before.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -137,12 +143,42 @@ ResourceType = Annotated[str, AfterValidator(_check_resource_type)]
 ProhibitedPattern = Annotated[str, AfterValidator(_check_prohibited)]
 
 
+# TagRule fields added after the peer format; left out of dumps while unset, so existing policies keep
+# their JSON and their content hash (their version id in the policy store).
+_EXTENSION_FIELDS = ("required_for", "error_for", "source")
+
+
+def _covered_by(applies_to: Sequence[str], entry: str) -> bool:
+    """Whether every resource type ``entry`` names is covered by ``applies_to`` (empty covers all)."""
+    if not applies_to:
+        return True
+    service, _, resource = entry.partition(":")
+    if resource in SERVICE_WILDCARDS:
+        # A whole service is covered only by a whole-service entry for that service.
+        return any(a.partition(":")[2] in SERVICE_WILDCARDS and a.partition(":")[0] == service.casefold()
+                   for a in applies_to)
+    return applies_to_type(applies_to, entry)
+
+
 class TagRule(BaseModel):
     """One tag the policy knows: its name, what values it accepts, and where it applies.
 
     ``allowed_values`` may use one ``*`` per value (AWS tag policy wildcards); ``validation_regex``
     must match the whole value. Both ``None`` means any value is accepted once the tag is present.
     ``applies_to`` lists ``service:resource`` types; empty means every type.
+
+    Extensions (all optional; a policy without them behaves exactly as before):
+
+    * ``required_for`` (required tags only): the key is required only on these types. On the other
+      ``applies_to`` types the rule still applies (those resources stay in scope) but works like an
+      optional tag: checked when present, fine when absent. ``[]`` means "required on no type,
+      checked wherever present", which is how AWS tag policies treat a key without
+      ``report_required_tag_for``. Every entry must be covered by ``applies_to``.
+    * ``error_for``: on these types violations of this rule are errors whatever ``severity`` says
+      (AWS ``enforced_for``: types where AWS itself blocks a non-compliant value). Every entry must
+      be covered by ``applies_to``; ``[]`` means no override.
+    * ``source``: where the rule came from (``aws:p-abc123 (OU Production)``); copied onto every
+      violation of this rule so a report can name the policy and level.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -153,10 +189,44 @@ class TagRule(BaseModel):
     validation_regex: str | None = None
     applies_to: list[ResourceType] = Field(default_factory=list)
     severity: Severity = Severity.ERROR
+    required_for: list[ResourceType] | None = None
+    error_for: list[ResourceType] | None = None
+    source: str | None = None
 
     _none_lists = field_validator("applies_to", mode="before")(_none_to_empty_list)
     _none_text = field_validator("description", mode="before")(_none_to_empty_text)
     _regex = field_validator("validation_regex")(_check_regex)
+
+    @field_validator("required_for", "error_for")
+    @classmethod
+    def _within_applies_to(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        applies_to = info.data.get("applies_to")
+        if isinstance(applies_to, list):
+            outside = [entry for entry in value if not _covered_by(applies_to, entry)]
+            if outside:
+                raise ValueError(f"{', '.join(map(repr, outside))} not covered by applies_to; a rule can "
+                                 f"only be required or escalated where it applies — add "
+                                 f"{'them' if len(outside) > 1 else 'it'} to applies_to")
+        if info.field_name == "error_for" and not value:
+            # No type escalated is the same as no override; one spelling keeps hashes equal.
+            return None
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _blank_source_is_none(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in _EXTENSION_FIELDS:
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
     @field_validator("allowed_values")
     @classmethod
@@ -168,6 +238,11 @@ class TagRule(BaseModel):
     def applies_to_type(self, resource_type: str) -> bool:
         """Whether this rule covers ``resource_type`` (case-insensitive; ``service:*`` covers a service)."""
         return applies_to_type(self.applies_to, resource_type)
+
+
+def listed_type(types: Sequence[str] | None, resource_type: str) -> bool:
+    """Whether ``types`` names ``resource_type``; unlike ``applies_to``, ``None`` and ``[]`` name nothing."""
+    return bool(types) and applies_to_type(types or (), resource_type)
 
 
 def applies_to_type(applies_to: Sequence[str], resource_type: str) -> bool:
@@ -290,7 +365,8 @@ class Policy(BaseModel):
             [(("required_tags", i, "name"), r.name) for i, r in enumerate(self.required_tags)]
             + [(("optional_tags", i, "name"), r.name) for i, r in enumerate(self.optional_tags)],
             [(("prohibited_tags", i), p) for i, p in enumerate(self.prohibited_tags)],
-        )
+        ) + [(("optional_tags", i, "required_for"), _OPTIONAL_REQUIRED_FOR)
+             for i, r in enumerate(self.optional_tags) if r.required_for is not None]
         if found:
             raise ValueError("; ".join(f"{_format_path(path)}: {msg}" for path, msg in found))
         return self
@@ -383,8 +459,21 @@ def _cross_problems(names: Sequence[tuple[Path, str]],
     return problems
 
 
+_OPTIONAL_REQUIRED_FOR = ("required_for narrows where a required tag is required; an optional tag is never "
+                          "required — move the rule to required_tags or remove required_for")
+
+
 def _raw_cross_problems(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
     """Cross checks on raw input, so they are reported even when other parts fail type validation."""
+    placement: list[tuple[Path, str]] = []
+    items = data.get("optional_tags")
+    if isinstance(items, list):
+        placement = [(("optional_tags", i, "required_for"), _OPTIONAL_REQUIRED_FOR) for i, item in enumerate(items)
+                     if isinstance(item, Mapping) and item.get("required_for") is not None]
+    return _name_cross_problems(data) + placement
+
+
+def _name_cross_problems(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
     names: list[tuple[Path, str]] = []
     for section in ("required_tags", "optional_tags"):
         items = data.get(section)
