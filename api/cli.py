@@ -289,13 +289,27 @@ def mcp() -> None:
 
 @policy_app.command("validate")
 @handle_errors
-def policy_validate(file: Annotated[Path, typer.Argument(help="Policy JSON file.")]) -> None:
-    """Validate a policy file; every problem is listed with its location (exit 2 if any)."""
+def policy_validate(
+    file: Annotated[Path, typer.Argument(help="Policy JSON file.")],
+    target: Annotated[str | None, typer.Option(help="Also check the limits of aws, azure or gcp.")] = None,
+) -> None:
+    """Validate and lint a policy file; every problem is listed with its location (exit 2 on any error)."""
+    from policies.lint import lint_policy
+    from scanner.providers.aws import registry
     from services.policy_store import read_policy_file
 
+    if target not in (None, "aws", "azure", "gcp"):
+        raise InvalidInput(f"unknown target '{target}'", field="--target", fix="use aws, azure or gcp")
     policy = read_policy_file(file)
+    findings = lint_policy(policy, known_resource_types=registry.all_types(), target=target)  # type: ignore[arg-type]
+    for finding in findings:
+        err.print(str(finding), highlight=False, markup=False)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise InvalidInput(f"{len(errors)} error(s) in {file.name}", field="policy",
+                           fix="correct each listed location")
     typer.echo(f"{file}: valid ({len(policy.required_tags)} required, {len(policy.optional_tags)} optional tags; "
-               f"version {policy.content_hash()[:12]})")
+               f"{len(findings)} warning(s); version {policy.content_hash()[:12]})")
 
 
 @policy_app.command("show")
@@ -309,31 +323,64 @@ def policy_show(file: Annotated[Path | None, typer.Argument(help="Policy file (d
     typer.echo(json.dumps(read_policy_file(path).model_dump(mode="json"), indent=2))
 
 
-def _not_built(command: str) -> None:
-    raise AppError(f"'{command}' is not available in this build yet (AWS Organizations tag-policy support is "
-                   "planned)", fix="write the policy in this project's JSON format and use 'policy validate'")
-
-
 @policy_app.command("import-aws")
 @handle_errors
-def policy_import_aws(file: Annotated[Path | None, typer.Argument()] = None,
-                      policy_id: Annotated[str | None, typer.Option("--policy-id")] = None) -> None:
-    """Import an AWS Organizations tag policy (not in this build yet)."""
-    _not_built("policy import-aws")
+def policy_import_aws(
+    file: Annotated[Path | None, typer.Argument(help="An AWS tag policy JSON file to convert.")] = None,
+    policy_id: Annotated[str | None, typer.Option("--policy-id", help="Fetch this policy from Organizations.")] = None,
+    save: Annotated[bool, typer.Option(help="With --policy-id: save it in the policy folder.")] = False,
+) -> None:
+    """Convert an AWS Organizations tag policy to this project's format (a file or --policy-id), or with
+    neither, sync every account's effective tag policy from the organization into the database."""
+    from services import policy_sources
+
+    if file is not None and policy_id is not None:
+        raise InvalidInput("give a FILE or --policy-id, not both", field="--policy-id", fix="drop one of them")
+    if file is not None:
+        typer.echo(json.dumps(policy_sources.convert_file(file).model_dump(mode="json"), indent=2))
+        return
+    rt = _runtime(_settings())
+    if policy_id is not None:
+        imported = policy_sources.import_policy(rt, policy_id, save=save)
+        typer.echo(json.dumps(imported.model_dump(mode="json"), indent=2))
+        return
+    result = policy_sources.sync_organization(rt, imported_by="cli")
+    typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
 
 
 @policy_app.command("effective")
 @handle_errors
-def policy_effective(files: Annotated[list[Path], typer.Argument()]) -> None:
-    """Compute an account's effective AWS tag policy (not in this build yet)."""
-    _not_built("policy effective")
+def policy_effective(files: Annotated[list[str], typer.Argument(help=(
+        "AWS tag policy files ordered root -> OU -> account; several at one level as a.json+b.json."))]) -> None:
+    """Print the effective tag policy AWS computes from policies attached along an account's path."""
+    from services import policy_sources
+
+    levels = [[Path(part) for part in level.split("+") if part] for level in files]
+    typer.echo(json.dumps(policy_sources.effective_from_files(levels), indent=4))
 
 
 @policy_app.command("export")
 @handle_errors
-def policy_export(to: Annotated[str, typer.Option("--to")] = "aws") -> None:
-    """Export the policy to AWS or Azure formats (not in this build yet)."""
-    _not_built("policy export")
+def policy_export(
+    to: Annotated[str, typer.Option("--to", help="aws (tag policy), aws-config or azure.")] = "aws",
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the configured one).")] = None,
+) -> None:
+    """Export the policy: AWS tag policy JSON, AWS Config required-tags rules (CloudFormation), or Azure
+    Policy definitions. Prints one JSON object of documents; what cannot be expressed goes to stderr."""
+    from policies.aws.convert import from_policy
+    from policies.export import export_policy
+    from services.policy_store import read_policy_file
+
+    if to not in ("aws", "aws-config", "azure"):
+        raise InvalidInput(f"unknown export target '{to}'", field="--to", fix="use aws, aws-config or azure")
+    source = read_policy_file(policy or _settings().policy_path)
+    if to == "aws":
+        typer.echo(json.dumps(from_policy(source), indent=2))
+        return
+    result = export_policy(source, to)  # type: ignore[arg-type]
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
+    typer.echo(json.dumps(result.documents, indent=2))
 
 
 @db_app.command("upgrade")

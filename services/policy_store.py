@@ -44,13 +44,13 @@ def read_policy_file(path: Path) -> Policy:
         raise policy_error_to_app(exc, path.name) from exc
 
 
-def register_policy(db: Database, policy: Policy, source: str) -> PolicyVersion:
+def register_policy(db: Database, policy: Policy, source: str, *, imported_by: str | None = None) -> PolicyVersion:
     """Store ``policy`` (once per content hash) and return its version."""
     digest = policy.content_hash()
     with db.session() as s:
         if s.get(PolicyRow, digest) is None:
             s.add(PolicyRow(id=digest, version_label=policy.version, source=source,
-                            content=policy.model_dump(mode="json")))
+                            content=policy.model_dump(mode="json"), imported_by=imported_by))
     return PolicyVersion(id=digest, version_label=policy.version, source=source, policy=policy)
 
 

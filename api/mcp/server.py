@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services import audit, findings, metrics, scans, validation
+from services import audit, findings, metrics, policy_sources, scans, validation
 from services.errors import AppError, InvalidInput, NotFound, NotImplementedYet
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -290,6 +290,31 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                                 policy=pv.policy.model_dump(mode="json"))
 
         return await call("get_tagging_policy", {}, read)
+
+    @_tool(mcp, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                open_world_hint=True))
+    async def import_aws_tag_policy(
+        policy_id: Annotated[str | None, Field(description=(
+            "An AWS Organizations tag policy id (p-...) to convert and show. Omit to sync every account's "
+            "effective tag policy (root -> OU -> account) so later scans judge each account by its own rules."
+        ))] = None,
+        save: Annotated[bool, Field(description=(
+            "With policy_id: also save the converted policy in the server's policy folder (the file name is "
+            "chosen by the server)."))] = False,
+    ) -> policy_sources.ImportedPolicy | policy_sources.SyncResult:
+        """Import AWS Organizations tag policies: convert one policy, or sync every account's effective
+        policy as AWS computes it. Needs the management account's read access to Organizations."""
+
+        def run() -> policy_sources.ImportedPolicy | policy_sources.SyncResult:
+            rt = runtime()
+            if policy_id is not None:
+                return policy_sources.import_policy(rt, policy_id, save=save)
+            if save:
+                raise InvalidInput("save needs a policy_id", field="save",
+                                   fix="pass policy_id, or omit save: a sync is stored in the database")
+            return policy_sources.sync_organization(rt, imported_by=principal)
+
+        return await call("import_aws_tag_policy", {"policy_id": policy_id, "save": save}, run)
 
     @mcp.resource("scan://{scan_id}/summary", mime_type="application/json")
     def scan_summary(scan_id: str) -> str:

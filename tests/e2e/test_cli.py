@@ -109,6 +109,31 @@ def test_policy_validate_lists_every_problem(base_env: dict[str, str], tmp_path:
     assert good.returncode == 0 and "valid" in good.stdout
 
 
-def test_unbuilt_commands_say_so(base_env: dict[str, str]) -> None:
-    proc = run(["policy", "effective", "a.json"], base_env, timeout=60)
-    assert proc.returncode == 1 and "not available in this build" in proc.stderr
+def test_policy_effective_export_and_lint(base_env: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "root.json"
+    root.write_text(json.dumps({"tags": {"costcenter": {
+        "tag_key": {"@@assign": "CostCenter"}, "tag_value": {"@@assign": ["100", "200"]},
+        "enforced_for": {"@@assign": ["ec2:instance"]}}}}))
+    ou = tmp_path / "ou.json"
+    ou.write_text(json.dumps({"tags": {"costcenter": {"tag_value": {"@@append": ["300*"]}}}}))
+    acct = tmp_path / "acct.json"
+    acct.write_text(json.dumps({"tags": {"project": {"tag_key": {"@@assign": "Project"}}}}))
+    proc = run(["policy", "effective", str(root), f"{ou}+{acct}"], base_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    effective = json.loads(proc.stdout)["tags"]
+    assert effective["costcenter"]["tag_value"] == ["100", "200", "300*"]
+    assert effective["costcenter"]["enforced_for"] == ["ec2:instance"]
+    assert effective["project"]["tag_key"] == "Project"
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tags": {"costcenter": {"tag_value": {"@@assign": ["*@*.com"]}}}}))
+    proc = run(["policy", "effective", str(bad)], base_env, timeout=60)
+    assert proc.returncode == 2 and "tags.costcenter.tag_value.@@assign[0]" in proc.stderr
+
+    example = str(ROOT / "policies/examples/default.json")
+    proc = run(["policy", "export", "--to", "aws-config", "--policy", example], base_env, timeout=60)
+    assert proc.returncode == 0 and "AWS::Config::ConfigRule" in proc.stdout and "note:" in proc.stderr
+    proc = run(["policy", "export", "--to", "aws", "--policy", example], base_env, timeout=60)
+    assert json.loads(proc.stdout)["tags"]["costcenter"]["tag_key"]["@@assign"] == "CostCenter"
+    proc = run(["policy", "validate", example, "--target", "gcp"], base_env, timeout=60)
+    assert proc.returncode == 2 and "gcp-key-format" in proc.stderr

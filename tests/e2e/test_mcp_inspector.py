@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 INSPECTOR = ROOT / ".tools" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
 TOOLS = {"check_tag_compliance", "get_scan_status", "list_scans", "list_violations", "find_untagged_resources",
-         "validate_resource_tags", "get_tagging_policy"}
+         "validate_resource_tags", "get_tagging_policy", "import_aws_tag_policy"}
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 TOOLS = {"check_tag_compliance", "get_scan_status", "list_scans", "list_violations", "find_untagged_resources",
-         "validate_resource_tags", "get_tagging_policy"}
+         "validate_resource_tags", "get_tagging_policy", "import_aws_tag_policy"}
 READ_ONLY_TOOLS = {"get_scan_status", "list_scans", "list_violations", "validate_resource_tags", "get_tagging_policy"}
 TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
 MISSING_SCAN = "6f1c9a64-3b8e-4f5e-9a51-1d2a7c1e0b11"
