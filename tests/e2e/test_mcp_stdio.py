@@ -140,7 +140,8 @@ def test_tools_list_describes_every_tool_for_a_model(stdio: StdioServer) -> None
         assert ann is not None, name
         assert ann.read_only_hint is (name in READ_ONLY_TOOLS), name
         assert ann.destructive_hint is False, name
-        assert ann.idempotent_hint is (name in READ_ONLY_TOOLS), name
+        # Syncing the organization twice with nothing changed stores the same versions: idempotent.
+        assert ann.idempotent_hint is (name in READ_ONLY_TOOLS or name == "import_aws_tag_policy"), name
     # Parameter names stay compatible with the existing open-source tag-compliance server.
     props = {name: set(t.input_schema.get("properties", {})) for name, t in tools.items()}
     assert {"resource_types", "filters", "severity", "store_snapshot", "force_refresh"} <= props["check_tag_compliance"]
@@ -449,3 +450,16 @@ def test_server_logged_no_traceback(stdio: StdioServer) -> None:
     # Runs last in this module: every error above was anticipated, so none may have crashed a tool.
     log = stdio.stderr_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
+
+
+def test_import_aws_tag_policy_syncs_the_organization(stdio: StdioServer) -> None:
+    # Last in this module: after a sync, the server judges each account by its own effective policy.
+    bad = stdio.mcp.call("import_aws_tag_policy", {"policy_id": "../etc/passwd", "save": True})
+    assert bad.is_error and "policy_id" in tool_text(bad)
+    answer = stdio.mcp.call("import_aws_tag_policy", {})
+    assert not answer.is_error, tool_text(answer)
+    result = answer.structured_content
+    result = result.get("result", result)
+    assert result["tag_policies"] == 2
+    assert len(result["accounts"]) >= 3
+    assert all(a["source"].startswith("aws:") for a in result["accounts"])
