@@ -648,38 +648,47 @@ class _Locator:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_policy(data: str | bytes | Mapping[str, Any], *, source: str | None = None) -> Policy:
-    """Parse and validate a policy from JSON text (``str``/``bytes``) or an already-parsed mapping.
-
-    Raises :class:`PolicyError` listing every problem. ``source`` names the origin in the error text.
-    """
-    locator: _Locator | None = None
+def parse_json_document(data: str | bytes | Mapping[str, Any],
+                        source: str | None) -> tuple[Any, _Locator | None]:
+    """Decode and parse a policy document; the locator (text input only) maps JSON paths to line and
+    column and lists repeated keys. Undecodable or malformed text raises :class:`PolicyError`."""
     if isinstance(data, bytes | bytearray):
         try:
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise PolicyError([PolicyProblem("$", f"the policy is not UTF-8 text ({exc.reason} at byte "
                                                   f"{exc.start})")], source) from None
-    if isinstance(data, str):
-        text = data.removeprefix("\ufeff")
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            hint = "; the policy is empty" if not text.strip() else ""
-            raise PolicyError([PolicyProblem("$", f"invalid JSON: {exc.msg}{hint}", exc.lineno, exc.colno)],
-                              source) from None
-        except RecursionError:
-            raise PolicyError([PolicyProblem("$", "invalid JSON: nested too deeply")], source) from None
-        locator = _Locator(text)
-    else:
-        parsed = data
+    if not isinstance(data, str):
+        return data, None
+    text = data.removeprefix("\ufeff")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = "; the policy is empty" if not text.strip() else ""
+        raise PolicyError([PolicyProblem("$", f"invalid JSON: {exc.msg}{hint}", exc.lineno, exc.colno)],
+                          source) from None
+    except RecursionError:
+        raise PolicyError([PolicyProblem("$", "invalid JSON: nested too deeply")], source) from None
+    return parsed, _Locator(text)
+
+
+def repeated_key_problems(locator: _Locator | None) -> list[tuple[Path, str, int | None]]:
+    """One problem per key that appears twice in one JSON object (JSON silently keeps the last)."""
+    if locator is None:
+        return []
+    return [(path, f"key {str(path[-1])!r} appears more than once in this object; JSON keeps only the last "
+                   "one, so merge or rename them", offset) for path, offset in locator.repeated]
+
+
+def load_policy(data: str | bytes | Mapping[str, Any], *, source: str | None = None) -> Policy:
+    """Parse and validate a policy from JSON text (``str``/``bytes``) or an already-parsed mapping.
+
+    Raises :class:`PolicyError` listing every problem. ``source`` names the origin in the error text.
+    """
+    parsed, locator = parse_json_document(data, source)
 
     # (path, message, offset of the exact spot when the path alone would not find it)
-    found: list[tuple[Path, str, int | None]] = []
-    if locator is not None:
-        found.extend((path, f"key {str(path[-1])!r} appears more than once in this object; JSON keeps "
-                            "only the last one, so merge or rename them", offset)
-                     for path, offset in locator.repeated)
+    found = repeated_key_problems(locator)
     policy: Policy | None = None
     try:
         policy = Policy.model_validate(parsed, context=_LOADER_CONTEXT)

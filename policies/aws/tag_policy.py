@@ -41,7 +41,8 @@ from policies.policy import (
     PolicyError,
     PolicyProblem,
     _format_path,
-    _Locator,
+    parse_json_document,
+    repeated_key_problems,
 )
 
 __all__ = [
@@ -505,34 +506,12 @@ def parse_tag_policy(data: str | bytes | Mapping[str, Any], *, policy_id: str | 
     :class:`policies.policy.PolicyError` listing every problem, each at its JSON path.
     """
     origin = source or policy_id or name
-    locator: _Locator | None = None
-    if isinstance(data, bytes | bytearray):
-        try:
-            data = bytes(data).decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise PolicyError([PolicyProblem("$", f"the policy is not UTF-8 text ({exc.reason} at byte "
-                                                  f"{exc.start})")], origin) from None
-    if isinstance(data, str):
-        text = data.removeprefix("\ufeff")
-        try:
-            parsed: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            hint = "; the policy is empty" if not text.strip() else ""
-            raise PolicyError([PolicyProblem("$", f"invalid JSON: {exc.msg}{hint}", exc.lineno, exc.colno)],
-                              origin) from None
-        except RecursionError:
-            raise PolicyError([PolicyProblem("$", "invalid JSON: nested too deeply")], origin) from None
-        locator = _Locator(text)
-    else:
-        parsed = data
+    parsed, locator = parse_json_document(data, origin)
 
     problems = _Problems()
     tags, allowed = _parse_document(parsed, problems)
     found: list[tuple[Path, str, int | None]] = [(path, message, None) for path, message in problems.items]
-    if locator is not None:
-        found.extend((path, f"key {str(path[-1])!r} appears more than once in this object; JSON keeps only "
-                            "the last one, so merge or rename them", offset)
-                     for path, offset in locator.repeated)
+    found.extend(repeated_key_problems(locator))
     if found:
         ranked: list[tuple[int, int, int, PolicyProblem]] = []
         for order, (path, message, offset) in enumerate(found):

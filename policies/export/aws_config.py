@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, TypeVar
 
-from policies.export.result import ExportResult
+from policies.export.result import ExportResult, engine_only_notes
 from policies.matching import WILDCARD
 from policies.policy import SERVICE_WILDCARDS, Policy, TagRule
 
@@ -237,8 +237,5 @@ def _unexpressed(policy: Policy) -> list[str]:
     if policy.optional_tags:
         notes.append("optional tags are not exported: required-tags can only require keys "
                      f"({', '.join(r.name for r in policy.optional_tags)})")
-    if policy.prohibited_tags:
-        notes.append(f"prohibited_tags are not exported ({', '.join(policy.prohibited_tags)})")
-    notes.append("max_tags, tag_naming_rules, severities and error_for are not exported; the scanner keeps "
-                 "checking them")
+    notes.extend(engine_only_notes(policy))
     return notes

@@ -29,7 +29,7 @@ import re
 from importlib import resources
 from typing import Any, Final, Literal
 
-from policies.export.result import ExportResult
+from policies.export.result import ExportResult, engine_only_notes
 from policies.matching import WILDCARD
 from policies.policy import Policy, TagRule
 
@@ -260,8 +260,5 @@ def _notes(policy: Policy, *, used_builtin: bool, custom: int, scope: str) -> li
     if scoped:
         notes.append("applies_to and required_for list AWS resource types; in Azure these rules apply to every "
                      f"resource that supports tags ({', '.join(scoped)})")
-    if policy.prohibited_tags:
-        notes.append(f"prohibited_tags are not exported ({', '.join(policy.prohibited_tags)})")
-    notes.append("max_tags, tag_naming_rules, severities and error_for are not exported; the scanner keeps "
-                 "checking them")
+    notes.extend(engine_only_notes(policy))
     return notes
