@@ -18,12 +18,11 @@ from services.runtime import Runtime
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _runtime: Runtime | None = None
-_worker: object | None = None
 
 
 def get_runtime(settings: Settings | None = None) -> Runtime:
     """The process' Runtime, built once."""
-    global _runtime, _worker
+    global _runtime
     with _lock:
         if _runtime is not None:
             return _runtime
@@ -44,17 +43,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             from workers.embedded import EmbeddedWorker
 
             use_runtime(runtime)
-            _worker = EmbeddedWorker(app, concurrency=settings.embedded_worker_threads).start()
+            # Lives as long as the process (a daemon thread); nothing stops it earlier.
+            EmbeddedWorker(app, concurrency=settings.embedded_worker_threads).start()
         _runtime = runtime
         return runtime
-
-
-def reset_runtime() -> None:
-    """Forget the Runtime (tests build several with different settings in one process)."""
-    global _runtime, _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()  # type: ignore[attr-defined]
-        if _runtime is not None:
-            _runtime.db.dispose()
-        _runtime, _worker = None, None

@@ -62,12 +62,6 @@ class NotFound(AppError):
     exit_code = 2
 
 
-class Conflict(AppError):
-    code = "conflict"
-    http_status = 409
-    exit_code = 1
-
-
 class Unavailable(AppError):
     """A dependency (database, broker, cloud API) cannot be reached; retrying later may work."""
 

@@ -12,6 +12,8 @@ from services.db.models import ScanResourceRow, ViolationRow
 from services.runtime import Runtime
 from services.scans import get_scan
 
+_IN_CHUNK = 500
+
 
 class UntaggedResource(BaseModel):
     resource_arn: str
@@ -49,9 +51,11 @@ def untagged_resources(rt: Runtime, scan_id: str, *, resource_types: Sequence[st
         missing: dict[str, list[str]] = {}
         for arn, tag in s.execute(select(v.resource_arn, v.tag_name).where(*clauses)):
             missing.setdefault(arn, []).append(tag)
-        rows = {row.arn: row for row in s.scalars(select(r).where(r.scan_id == scan_id, r.arn.in_(list(missing))))} \
-            if len(missing) <= 5000 else {
-                row.arn: row for row in s.scalars(select(r).where(r.scan_id == scan_id)) if row.arn in missing}
+        arns = list(missing)
+        rows: dict[str, ScanResourceRow] = {}
+        for i in range(0, len(arns), _IN_CHUNK):  # bounded IN lists: SQLite caps bound parameters
+            rows.update((row.arn, row) for row in s.scalars(
+                select(r).where(r.scan_id == scan_id, r.arn.in_(arns[i:i + _IN_CHUNK]))))
         by_type = dict(s.execute(select(v.resource_type, func.count(func.distinct(v.resource_arn)))
                                  .where(*clauses).group_by(v.resource_type)).all())
     items = [UntaggedResource(resource_arn=arn, resource_id=row.resource_id, resource_type=row.resource_type,

@@ -63,8 +63,6 @@ from services.schemas import (
 log = logging.getLogger(__name__)
 
 TAGGING_API_GROUP = "tagging-api"
-TAGGING_API_NOTE = ("resource_types=all adds the Resource Groups Tagging API for types without a collector: "
-                    "it lists only tagged resources, so never-tagged resources of those types are not counted")
 _WRITE_CHUNK = 500
 
 
@@ -192,9 +190,8 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
     global_ = [t for t in types if t in set(registry.global_types())]
     allowed = _allowed_regions(rt, request)
     allow = sorted(allowed) if allowed is not None else None
+    # The tagging-API shards carry their own note (tagged resources only) into data_quality.
     with_tagging_api = request.resource_types == "all"
-    if with_tagging_api:
-        notes.append(TAGGING_API_NOTE)
     for account in accounts:
         if regional or with_tagging_api:
             try:
@@ -637,19 +634,6 @@ def list_scans(rt: Runtime, *, limit: int = 20, status: str | None = None) -> li
                             created_at=r.created_at, finished_at=r.finished_at,
                             data_quality_status=(r.data_quality or {}).get("status"))
                 for r in s.scalars(q)]
-
-
-def latest_finished_scan_id(rt: Runtime, *, max_age: timedelta | None = None) -> str | None:
-    """The newest scan that finished (succeeded or partial), optionally no older than ``max_age``."""
-    with rt.db.session() as s:
-        q = select(ScanRow.id, ScanRow.finished_at).where(ScanRow.status.in_(("succeeded", "partial"))).order_by(
-            ScanRow.finished_at.desc()).limit(1)
-        row = s.execute(q).first()
-    if row is None:
-        return None
-    if max_age is not None and row[1] is not None and _aware(row[1]) < utcnow() - max_age:
-        return None
-    return str(row[0])
 
 
 def cancel_scan(rt: Runtime, scan_id: str) -> ScanResult:

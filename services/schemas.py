@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,12 +12,9 @@ from policies.models import Violation
 
 ScanStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
-ShardStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_SHARD_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 ACCOUNT_ID = re.compile(r"\d{12}")
-REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
-RESOURCE_TYPE = re.compile(r"[a-z0-9-]+:[A-Za-z0-9-]+")
 MAX_LIST = 500
 
 
@@ -186,5 +183,3 @@ class ViolationFilters(BaseModel):
                             "prohibited_tag", "naming_rule"] | None = None
     resource_arn: str | None = None
 
-
-PageSize = Annotated[int, Field(ge=1, le=1000)]
