@@ -212,11 +212,15 @@ def scan(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan.")] = 3600,
 ) -> None:
     """Scan the estate and print the result (progress on stderr)."""
-    from services import scans
+    from services import policy_sources, scans
 
     request = _request(accounts, regions, resource_types)
     settings = _settings(policy_path=_policy_path(policy))
     rt = _runtime(settings)
+    # With no policy configured, the organization's own tag policies govern (synced when stale).
+    attempt = policy_sources.sync_if_due(rt, trigger="cli")
+    if attempt is not None and attempt.status == "succeeded":
+        err.print(f"AWS Organizations tag policies synced: {attempt.message}", highlight=False)
     scan_id = scans.submit(rt, request, requested_by="cli")
     err.print(f"scan {scan_id} submitted", highlight=False)
     result = wait_with_progress(rt, scan_id, timeout=timeout)
@@ -284,6 +288,14 @@ def mcp() -> None:
     from api.mcp.server import build_mcp_server
 
     settings = _settings()
+    if settings.organization_policies_wanted:
+        import threading
+
+        from services import policy_sources
+
+        # In the background: the client's initialize handshake must not wait on AWS Organizations.
+        threading.Thread(target=lambda: policy_sources.sync_if_due(_runtime(settings), trigger="startup"),
+                         daemon=True, name="policy-sync").start()
     build_mcp_server(lambda: _runtime(settings), principal="local").run("stdio")
 
 

@@ -37,8 +37,10 @@ def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[...
         base = Settings()
         home = base.home / "demo"
         shutil.rmtree(home, ignore_errors=True)  # the emulator is new each run, so is its history
+        # The demo judges every account by the shipped example policy (the emulated organization's own
+        # tag policies can be synced with `policy import-aws` against a real organization).
         settings = Settings(home=home, aws_endpoint_url=emulator.endpoint_url, database_url=None,
-                            accounts=estate.account_ids, regions=list(estate.regions))
+                            accounts=estate.account_ids, regions=list(estate.regions), policy_source="file")
         rt = get_runtime(settings)
         # 'all' walks Organizations ListAccounts and assumes a role into each member, as in a real org.
         request = ScanRequest(accounts="all", regions=list(estate.regions))

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     policy_path: Path = DEFAULT_POLICY_PATH
     policy_dir: Path | None = Field(default=None, description=(
         "The only folder imported policies are written to (default: FINOPS_HOME/policies)."))
+    # Where the rules come from. "auto": AWS Organizations tag policies when FINOPS_POLICY_PATH is not set
+    # and the credentials reach an organization's management account, else the policy file.
+    policy_source: Literal["auto", "file", "aws-organizations"] = "auto"
+    policy_sync_minutes: int = Field(default=360, ge=0, le=10080, description=(
+        "How often beat re-syncs AWS Organizations tag policies (and how old a sync may be before a CLI "
+        "scan or a gateway start syncs again); 0 = only at start-up and on request."))
 
     # A tool call never blocks past this: common MCP clients time out at 60 s.
     tool_wait_seconds: float = Field(default=45.0, ge=0, le=55)
@@ -79,6 +85,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("production mode refuses embedded defaults: " + "; ".join(problems))
         return self
+
+    @property
+    def organization_policies_wanted(self) -> bool:
+        """Whether AWS Organizations tag policies should be synced (and govern the accounts they cover)."""
+        if self.policy_source == "auto":
+            return "policy_path" not in self.model_fields_set  # an explicitly configured file wins
+        return self.policy_source == "aws-organizations"
 
     @property
     def effective_database_url(self) -> str:

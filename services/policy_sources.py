@@ -2,31 +2,48 @@
 
 ``sync_organization`` computes every active account's effective tag policy (root -> OUs -> account, as
 AWS does), stores each as a versioned policy and records which account it governs; scans submitted
-afterwards judge each account by its own rules. Files are written only under the configured policy
-folder, under names this service chooses, never a path a caller names.
+afterwards judge each account by its own rules (the mapping is read at every submit: a sync takes
+effect without a restart). Files are written only under the configured policy folder, under names this
+service chooses, never a path a caller names.
+
+Every sync attempt is recorded (``policy_syncs``) for /health. ``sync_if_due`` is what start-up, beat
+and CLI scans call: it syncs only when the settings want organization policies and the last sync is
+older than ``policy_sync_minutes``; in ``auto`` mode credentials that reach no organization are not an
+error (the policy file stays in force, recorded as ``not_applicable``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from policies.aws.convert import to_policy
 from policies.aws.inheritance import effective_policy
 from policies.aws.tag_policy import TagPolicyDoc, parse_tag_policy
 from policies.policy import Policy, PolicyError
 from scanner.providers.aws.organization import list_organization_accounts, list_tag_policies, policy_path_for_account
-from services.db.models import AccountPolicyRow, utcnow
-from services.errors import InvalidInput, NotFound, Unavailable
+from services.db.models import AccountPolicyRow, PolicySyncRow, utcnow
+from services.errors import AppError, InvalidInput, NotFound, Unavailable
 from services.policy_store import policy_error_to_app, register_policy
 from services.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 _POLICY_ID = re.compile(r"p-[0-9a-z]{8,128}")
+# Statuses of a sync attempt that count as "done" when deciding whether another one is due.
+_SETTLED = ("succeeded", "not_applicable")
+
+
+class NoOrganization(InvalidInput):
+    """The credentials reach no AWS Organizations management account (not in an organization, or denied)."""
 
 
 class AccountPolicy(BaseModel):
@@ -103,8 +120,104 @@ def import_policy(rt: Runtime, policy_id: str, *, save: bool = False) -> Importe
                           saved_as=saved)
 
 
-def sync_organization(rt: Runtime, *, imported_by: str = "local") -> SyncResult:
-    """Compute and store every active account's effective tag policy; replaces the previous mapping."""
+class SyncAttempt(BaseModel):
+    trigger: str
+    status: str = Field(description="running, succeeded, failed, or not_applicable (no organization reached).")
+    started_at: str
+    finished_at: str | None = None
+    message: str | None = None
+    tag_policies: int | None = None
+    accounts: int | None = None
+
+
+def sync_organization(rt: Runtime, *, imported_by: str = "local", trigger: str = "manual") -> SyncResult:
+    """Compute and store every active account's effective tag policy; replaces the previous mapping.
+
+    The attempt is recorded whatever happens; errors propagate (``NoOrganization`` when the credentials
+    reach no organization)."""
+    attempt_id = _record_start(rt, trigger, imported_by)
+    try:
+        result = _sync(rt, imported_by)
+    except AppError as exc:
+        status = "not_applicable" if isinstance(exc, NoOrganization) else "failed"
+        _record_end(rt, attempt_id, status, message=exc.message)
+        raise
+    except Exception:
+        _record_end(rt, attempt_id, "failed", message="unexpected error; see the server log")
+        raise
+    _record_end(rt, attempt_id, "succeeded", tag_policies=result.tag_policies, accounts=len(result.accounts),
+                message=f"{len(result.accounts)} account(s) judged by their effective tag policy")
+    return result
+
+
+def sync_if_due(rt: Runtime, *, trigger: str, force: bool = False) -> SyncAttempt | None:
+    """Sync when the settings want organization policies and none settled within ``policy_sync_minutes``.
+
+    Never raises for a cloud or organization problem: start-up, beat and CLI scans go on with what is
+    stored (the attempt and its reason are recorded and shown by /health). Returns None when no sync was
+    wanted or due."""
+    settings = rt.settings
+    if not settings.organization_policies_wanted:
+        return None
+    if not force and not _due(rt, settings.policy_sync_minutes):
+        return None
+    try:
+        sync_organization(rt, imported_by=trigger, trigger=trigger)
+    except NoOrganization as exc:
+        if settings.policy_source == "aws-organizations":
+            log.warning("AWS Organizations tag policy sync (%s) impossible: %s", trigger, exc.message)
+        else:
+            log.info("no AWS Organizations tag policies reachable (%s); the policy file stays in force", trigger)
+    except AppError as exc:
+        log.warning("AWS Organizations tag policy sync (%s) failed: %s", trigger, exc.message)
+    return latest_attempt(rt)
+
+
+def _due(rt: Runtime, interval_minutes: int) -> bool:
+    with rt.db.session() as s:
+        last = s.scalar(select(PolicySyncRow.finished_at).where(PolicySyncRow.status.in_(_SETTLED))
+                        .order_by(PolicySyncRow.id.desc()).limit(1))
+    if last is None:
+        return True
+    if interval_minutes == 0:
+        return False
+    if last.tzinfo is None:  # SQLite returns naive datetimes; they were written in UTC
+        last = last.replace(tzinfo=utcnow().tzinfo)
+    return utcnow() - last >= timedelta(minutes=interval_minutes)
+
+
+def latest_attempt(rt: Runtime, *, settled_only: bool = False) -> SyncAttempt | None:
+    """The newest sync attempt (or the newest that succeeded / found no organization)."""
+    query = select(PolicySyncRow).order_by(PolicySyncRow.id.desc()).limit(1)
+    if settled_only:
+        query = query.where(PolicySyncRow.status.in_(_SETTLED))
+    with rt.db.session() as s:
+        row = s.scalar(query)
+        if row is None:
+            return None
+        return SyncAttempt(trigger=row.trigger, status=row.status, started_at=row.started_at.isoformat(),
+                           finished_at=row.finished_at.isoformat() if row.finished_at else None,
+                           message=row.message, tag_policies=row.tag_policies, accounts=row.accounts)
+
+
+def _record_start(rt: Runtime, trigger: str, requested_by: str) -> int:
+    with rt.db.session() as s:
+        row = PolicySyncRow(trigger=trigger, status="running", requested_by=requested_by[:256])
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def _record_end(rt: Runtime, attempt_id: int, status: str, *, message: str | None = None,
+                tag_policies: int | None = None, accounts: int | None = None) -> None:
+    with rt.db.session() as s:
+        row = s.get(PolicySyncRow, attempt_id)
+        if row is not None:
+            row.status, row.message, row.finished_at = status, message, utcnow()
+            row.tag_policies, row.accounts = tag_policies, accounts
+
+
+def _sync(rt: Runtime, imported_by: str) -> SyncResult:
     org = _call(lambda: _org_client(rt))
     org_policies = _call(lambda: list_tag_policies(org))
     docs: dict[str, TagPolicyDoc] = {}
@@ -131,11 +244,24 @@ def sync_organization(rt: Runtime, *, imported_by: str = "local") -> SyncResult:
                                      synced_at=utcnow()))
         accounts.append(AccountPolicy(account_id=account.id, policy_version=version.id, source=source,
                                       required_tags=sorted(t.name for t in policy.required_tags)))
-    with rt.db.session() as s:  # one transaction: scans never see half a sync
-        s.execute(delete(AccountPolicyRow))
-        s.add_all(rows)
+    _replace_mapping(rt, rows)
     return SyncResult(tag_policies=len(org_policies), accounts=accounts, accounts_without_tag_policy=without,
                       skipped_accounts=[a.id for a in skipped])
+
+
+def _replace_mapping(rt: Runtime, rows: list[AccountPolicyRow]) -> None:
+    for attempt in (1, 2):
+        try:
+            with rt.db.session() as s:  # one transaction: scans never see half a sync
+                s.execute(delete(AccountPolicyRow))
+                s.add_all([AccountPolicyRow(account_id=r.account_id, policy_id=r.policy_id, source=r.source,
+                                            synced_at=r.synced_at) for r in rows])
+            return
+        except IntegrityError:
+            # Two gateways synced at once and the other committed between our delete and insert; both
+            # computed the same content-addressed mapping, so writing ours again is right.
+            if attempt == 2:
+                raise
 
 
 def _call(fn: Any) -> Any:
@@ -146,7 +272,7 @@ def _call(fn: Any) -> Any:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
         if code in ("AccessDeniedException", "AccessDenied", "AWSOrganizationsNotInUseException"):
-            raise InvalidInput(f"AWS Organizations answered {code}", field="credentials",
+            raise NoOrganization(f"AWS Organizations answered {code}", field="credentials",
                                fix="run with credentials of the organization's management account "
                                    "(organizations:List*, organizations:Describe*)") from None
         raise Unavailable(f"AWS Organizations call failed: {code}", fix="retry later") from None

@@ -96,7 +96,14 @@ def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") ->
     scan_id = str(uuid.uuid4())
     with rt.db.session() as s:
         # Frozen now, so a policy sync while the scan runs cannot mix two versions in one scan.
-        by_account = {row.account_id: row.policy_id for row in s.scalars(select(AccountPolicyRow))} or None
+        by_account = None
+        if rt.settings.policy_source != "file":
+            by_account = {row.account_id: row.policy_id for row in s.scalars(select(AccountPolicyRow))} or None
+        if rt.settings.policy_source == "aws-organizations" and not by_account:
+            raise Unavailable("no AWS Organizations tag policies have been synced, and FINOPS_POLICY_SOURCE="
+                              "aws-organizations forbids falling back to the policy file", field="policy",
+                              fix="run `finops-tags policy import-aws` with the management account's credentials "
+                                  "(GET /health shows the last sync attempt and why it failed)")
         s.add(ScanRow(id=scan_id, status="queued", request=request.model_dump(mode="json"),
                       policy_id=policy.id, policy_by_account=by_account, requested_by=requested_by,
                       trigger=request.trigger))

@@ -6,6 +6,9 @@ sent or a worker starts.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from celery import Celery
 from celery.schedules import crontab
 from kombu.entity import Queue
@@ -46,15 +49,23 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         broker_transport_options=_transport_options(settings),
-        # One beat: the daily snapshot at 02:00 UTC.
-        beat_schedule={
-            "daily-compliance-snapshot": {
-                "task": "scan.scheduled_snapshot",
-                "schedule": crontab(minute=0, hour=2),
-            },
-        },
+        beat_schedule=_beat_schedule(settings),
     )
     return app
+
+
+def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    # One beat: the daily snapshot at 02:00 UTC...
+    schedule: dict[str, dict[str, Any]] = {
+        "daily-compliance-snapshot": {"task": "scan.scheduled_snapshot", "schedule": crontab(minute=0, hour=2)},
+    }
+    # ...and, when organization tag policies govern, a re-sync so policy changes in AWS reach the scans.
+    if settings.organization_policies_wanted and settings.policy_sync_minutes > 0:
+        schedule["organization-tag-policy-sync"] = {
+            "task": "policy.sync_organization",
+            "schedule": timedelta(minutes=settings.policy_sync_minutes),
+        }
+    return schedule
 
 
 def _transport_options(settings: Settings) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services import scans
+from services import policy_sources, scans
 from services.config import get_settings
 from services.errors import NotFound, Unavailable
 from services.schemas import ScanRequest
@@ -82,3 +82,10 @@ def scheduled_snapshot() -> str:
     """Beat's daily snapshot: a scan of the configured defaults, queued behind interactive work."""
     return scans.submit(worker_runtime(), ScanRequest(trigger="scheduled"), requested_by="beat")
 
+
+
+@app.task(name="policy.sync_organization", acks_late=True)
+def sync_organization_policies() -> str | None:
+    """Beat's re-sync of AWS Organizations tag policies (skipped while the last one is fresh)."""
+    attempt = policy_sources.sync_if_due(worker_runtime(), trigger="beat")
+    return attempt.status if attempt else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.http import routes
 from api.mcp.server import build_mcp_server
-from services import audit, metrics
+from services import audit, metrics, policy_sources
 from services.errors import AppError
 from services.runtime import Runtime
 
@@ -32,7 +33,11 @@ def create_app(runtime: Callable[[], Runtime], *, host: str = "127.0.0.1") -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(runtime)  # migrate + start the embedded worker before serving
+        rt = await anyio.to_thread.run_sync(runtime)  # migrate + start the embedded worker before serving
+        # Organization tag policies are synced in the background: a large organization takes minutes and
+        # the gateway must answer /health meanwhile; scans submitted before it ends use what is stored.
+        threading.Thread(target=policy_sources.sync_if_due, args=(rt,), kwargs={"trigger": "startup"},
+                         daemon=True, name="policy-sync").start()
         async with mcp.session_manager.run():
             yield
 

@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from services import findings, scans, validation
+from services import findings, policy_sources, scans, validation
 from services.db.models import AccountPolicyRow, ScanRow, ScanShardRow
 from services.errors import AppError
 from services.policy_store import active_policy
@@ -139,10 +139,14 @@ def health(rt: RuntimeDep) -> JSONResponse:
 
 
 def _org_policy_health(rt: Runtime) -> dict[str, Any]:
-    """How many accounts are judged by their own AWS Organizations effective policy, and since when."""
+    """Whether AWS Organizations tag policies govern, how many accounts have their own, and the last sync."""
     with rt.db.session() as s:
         count, last = s.execute(select(func.count(), func.max(AccountPolicyRow.synced_at))).one()
-    return {"accounts_with_own_policy": int(count), "last_sync": last.isoformat() if last else None}
+    attempt = policy_sources.latest_attempt(rt)
+    return {"policy_source": rt.settings.policy_source, "in_use": rt.settings.organization_policies_wanted,
+            "accounts_with_own_policy": int(count), "last_sync": last.isoformat() if last else None,
+            "last_attempt": attempt.model_dump() if attempt else None,
+            "resync_minutes": rt.settings.policy_sync_minutes}
 
 
 def _broker_health(rt: Runtime) -> dict[str, Any]:

@@ -48,6 +48,23 @@ class AccountPolicyRow(Base):
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PolicySyncRow(Base):
+    """One attempt to sync AWS Organizations tag policies (startup, beat, or a person), kept for /health."""
+
+    __tablename__ = "policy_syncs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # running | succeeded | failed | not_applicable (no organization: the policy file stays in force)
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    tag_policies: Mapped[int | None] = mapped_column(Integer, default=None)
+    accounts: Mapped[int | None] = mapped_column(Integer, default=None)
+    requested_by: Mapped[str] = mapped_column(String(256), default="local")
+
+
 class ScanRow(Base):
     __tablename__ = "scans"
 

@@ -137,6 +137,8 @@ def server_env(seeded_emulator: SeededEmulator) -> ServerEnv:
             "FINOPS_HOME": str(home),
             "FINOPS_ACCOUNTS": ",".join(seeded_emulator.accounts),
             "FINOPS_REGIONS": ",".join(seeded_emulator.regions),
+            # The seeded organization has tag policies; tests expect the shipped policy unless they opt in.
+            "FINOPS_POLICY_SOURCE": "file",
             "PYTHONUNBUFFERED": "1",
         })
         return env

@@ -49,7 +49,8 @@ def embedded_runtime(tmp_path: Path, aws_environment: Any, embedded_worker: Any)
     from workers.dispatch import CeleryDispatcher
     from workers.runtime import use_runtime
 
-    settings = Settings(home=tmp_path, aws_endpoint_url=aws_environment.endpoint_url)
+    # The shipped policy governs unless a test opts into organization policies (policy_source).
+    settings = Settings(home=tmp_path, aws_endpoint_url=aws_environment.endpoint_url, policy_source="file")
     upgrade(settings.effective_database_url)
     rt = Runtime(settings=settings, db=Database(settings.effective_database_url), dispatcher=CeleryDispatcher(app))
     use_runtime(rt)
