@@ -62,7 +62,21 @@ gcp-value-length               error     target gcp: allowed value over 63 chara
 gcp-value-format               error     target gcp: value not lowercase letters, digits, ``_``,
                                          ``-``
 gcp-too-many-labels            error     target gcp: more than 64 required labels on one type
+exemption-expired              warning   ``as_of`` is after the exemption's ``expires``: it waives
+                                         nothing any more (renew or remove it)
+exemption-expiring             warning   the exemption ends within 14 days of ``as_of``
+exemption-unknown-tag          error     ``tags`` names a tag no rule defines (top level or
+                                         override), so that waiver does nothing
+alias-unknown-tag              error     a ``tag_aliases`` canonical is not a tag the policy defines
+alias-conflict                 error     an alias is itself a policy tag name (in any case) or is
+                                         listed under two canonical tags
+override-removes-own-rule      error     an override's rule names a tag its own ``remove_tags``
+                                         drops (the rule replaces the tag anyway: one is a mistake)
 =============================  ========  ==========================================================
+
+The two expiry checks need ``as_of`` (the linter has no clock: callers pass today); without it they
+are skipped. Rules inside ``overrides`` get the same per-rule checks as top-level rules, and
+``resource_types`` of exemptions the same registry check as ``applies_to``.
 """
 
 from __future__ import annotations
@@ -72,6 +86,7 @@ import re
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Literal
 
 from policies.matching import WILDCARD, WildcardPattern, closest_key, count_wildcards
@@ -84,6 +99,7 @@ from policies.policy import (
     SERVICE_WILDCARDS,
     Policy,
     TagRule,
+    alias_problems,
     applies_to_type,
     listed_type,
 )
@@ -120,6 +136,10 @@ _ALLOWED_CHARS_TEXT = "letters, digits, spaces and _ . : / = + - @"
 _PROBE_FILLERS = ("a", "A", "0", "x", "-", "_", ".", " ", "a1", "abc", "example", "test", "prod")
 _PROBE_REPEAT_LIMIT = 64
 
+# An exemption this close to its end date is worth a reminder: two weeks leaves time to renew it
+# (with a new approval) or to fix the resources before they start failing scans.
+EXPIRY_WARNING_DAYS = 14
+
 
 @dataclass(frozen=True, slots=True)
 class LintFinding:
@@ -139,13 +159,17 @@ def lint_policy(
     *,
     known_resource_types: Collection[str] | None = None,
     target: Target | None = None,
+    as_of: date | None = None,
 ) -> list[LintFinding]:
     """Every lint finding of ``policy``, in policy order (rules first, then cross-rule checks).
 
     ``known_resource_types`` (the scanner's registry types) turns on the ``applies_to`` existence
-    check; ``target`` adds the limits of that cloud (``aws``, ``azure`` or ``gcp``).
+    check; ``target`` adds the limits of that cloud (``aws``, ``azure`` or ``gcp``); ``as_of`` (the
+    caller's today) turns on the exemption expiry checks.
     """
-    return list(_Linter(policy, known_resource_types, target).run())
+    if isinstance(as_of, datetime):
+        as_of = as_of.date()
+    return list(_Linter(policy, known_resource_types, target, as_of).run())
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -260,8 +284,10 @@ def _bad_gcp_chars(text: str) -> list[str]:
 
 
 class _Linter:
-    def __init__(self, policy: Policy, known: Collection[str] | None, target: Target | None) -> None:
+    def __init__(self, policy: Policy, known: Collection[str] | None, target: Target | None,
+                 as_of: date | None = None) -> None:
         self.policy = policy
+        self.as_of = as_of
         self.naming = policy.tag_naming_rules
         self.target = target
         self.known: dict[str, str] | None = None
@@ -285,6 +311,9 @@ class _Linter:
         yield from self._names()
         yield from self._prohibited()
         yield from self._tag_counts()
+        yield from self._exemptions()
+        yield from self._aliases()
+        yield from self._overrides()
 
     # -- per rule ----------------------------------------------------------------------------------
 
@@ -573,6 +602,65 @@ class _Linter:
             if n > best:
                 best, best_type = n, shown
         return best, best_type
+
+
+    # -- exemptions, aliases, overrides ------------------------------------------------------------
+
+    def _defined_names(self) -> list[str]:
+        """Every tag name a rule defines, top level first, then each override's rules."""
+        names = [name for _, name in self._all_names()]
+        for override in self.policy.overrides:
+            names += [r.name for r in (*override.required_tags, *override.optional_tags)]
+        return names
+
+    def _exemptions(self) -> Iterator[LintFinding]:
+        names = self._defined_names()
+        for i, exemption in enumerate(self.policy.exemptions):
+            path = f"exemptions[{i}]"
+            if self.as_of is not None:
+                left = (exemption.expires - self.as_of).days
+                if left < 0:
+                    yield _warning(f"{path}.expires", "exemption-expired",
+                                   f"exemption {exemption.id!r} expired on {exemption.expires.isoformat()} and waives "
+                                   "nothing any more; renew it with a later expires date (and a fresh approval) "
+                                   "or remove it")
+                elif left <= EXPIRY_WARNING_DAYS:
+                    when = "today" if left == 0 else f"in {left} day{'s' if left != 1 else ''}"
+                    yield _warning(f"{path}.expires", "exemption-expiring",
+                                   f"exemption {exemption.id!r} ends {when} ({exemption.expires.isoformat()}); "
+                                   "renew it or fix the resources it covers before they start failing scans")
+            for j, tag in enumerate(exemption.tags):
+                if tag in names:
+                    continue
+                guess = closest_key(tag, names)
+                hint = f"did you mean {guess!r}?" if guess else "name a tag from required_tags or optional_tags"
+                yield _error(f"{path}.tags[{j}]", "exemption-unknown-tag",
+                             f"{tag!r} is not a tag the policy defines, so this waiver does nothing (names are exact); "
+                             f"{hint}")
+            if self.known is not None:
+                for j, rtype in enumerate(exemption.resource_types):
+                    yield from self._resource_type(f"{path}.resource_types[{j}]", rtype)
+
+    def _aliases(self) -> Iterator[LintFinding]:
+        for path, code, message in alias_problems(self._defined_names(), self.policy.tag_aliases):
+            canonical = str(path[1])
+            location = f"tag_aliases.{canonical}" + (f"[{path[2]}]" if len(path) > 2 else "")
+            yield _error(location, code, message)
+
+    def _overrides(self) -> Iterator[LintFinding]:
+        for i, override in enumerate(self.policy.overrides):
+            removed = {name: k for k, name in enumerate(override.remove_tags)}
+            for section in ("required_tags", "optional_tags"):
+                for j, rule in enumerate(getattr(override, section)):
+                    path = f"overrides[{i}].{section}[{j}]"
+                    yield from self._rule(path, rule, required=section == "required_tags")
+                    if rule.name in removed:
+                        kind = "requires" if section == "required_tags" else "defines"
+                        yield _error(f"{path}.name", "override-removes-own-rule",
+                                     f"override {override.id!r} {kind} {rule.name!r} and also removes it "
+                                     f"(remove_tags[{removed[rule.name]}]); a rule with the same name already "
+                                     "replaces the base rule, so drop it from remove_tags, or drop this rule if the "
+                                     "tag should go")
 
 
 def _error(location: str, code: str, message: str) -> LintFinding:

@@ -102,6 +102,47 @@ class ValueMatcher:
         return False
 
 
+class GlobPattern:
+    """A whole-text pattern where each ``*`` matches any run of characters (none included).
+
+    Used for exemption ARN patterns (``arn:aws:ec2:*:123456789012:instance/*``), where several
+    wildcards are natural; unlike :func:`fnmatch.fnmatch` only ``*`` is special (``?`` and ``[`` are
+    literal, as they can occur in resource IDs) and matching is case-sensitive, as ARNs are.
+    Matching is a prefix/suffix test plus an in-order search of the pieces between wildcards: no
+    regular expression, no backtracking.
+    """
+
+    __slots__ = ("middle", "min_length", "pattern", "prefix", "suffix", "wildcards")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        pieces = pattern.split(WILDCARD)
+        self.wildcards = len(pieces) - 1
+        self.prefix = pieces[0]
+        self.suffix = pieces[-1] if self.wildcards else ""
+        self.middle = tuple(p for p in pieces[1:-1] if p)
+        self.min_length = len(pattern) - self.wildcards
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` as a whole matches the pattern."""
+        if not self.wildcards:
+            return text == self.prefix
+        if len(text) < self.min_length or not text.startswith(self.prefix) or not text.endswith(self.suffix):
+            return False
+        # Taking each middle piece at its first occurrence leaves the most room for the rest, so a
+        # greedy left-to-right scan is exact for '*'-only patterns.
+        at, end = len(self.prefix), len(text) - len(self.suffix)
+        for piece in self.middle:
+            found = text.find(piece, at, end)
+            if found < 0:
+                return False
+            at = found + len(piece)
+        return True
+
+    def __repr__(self) -> str:
+        return f"GlobPattern({self.pattern!r})"
+
+
 def compile_format(pattern: str) -> re.Pattern[str]:
     """Compile a ``validation_regex``; use ``.fullmatch`` on the result (raises ``re.error``)."""
     return re.compile(pattern)

@@ -19,6 +19,16 @@ optional ones.
 Beyond the peer format, a rule may carry ``required_for``, ``error_for`` and ``source`` (see
 :class:`TagRule`; AWS Organizations tag policies convert to them). They are optional, and left out of
 dumps while unset, so a policy that does not use them dumps and hashes exactly as before.
+
+Three optional top-level keys follow the same rule (left out of dumps while empty):
+
+* ``exemptions`` (:class:`Exemption`): time-boxed waivers for matched resources; the engine applies
+  the ones not expired on the date its caller passes (see ``policies.engine.compile_policy``).
+* ``tag_aliases``: canonical tag name -> other keys people use for it (``{"Environment": ["env"]}``).
+  Aliases never satisfy a rule (AWS compares exact keys); they make the "missing tag" suggestion say
+  which key to rename. See :meth:`Policy.alias_map`.
+* ``overrides`` (:class:`Override`): per-account / per-OU rule changes, resolved by
+  :meth:`Policy.for_account` into the policy that governs one account.
 """
 
 from __future__ import annotations
@@ -28,13 +38,15 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -129,6 +141,75 @@ def _check_regex(pattern: str | None) -> str | None:
     return pattern
 
 
+# AWS ids: a 12-digit account, an OU (``ou-<root>-<suffix>``) or the organization root (``r-...``).
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_OU_ID = re.compile(r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NO_EXPIRY = ('every exemption needs an end date: add "expires": "YYYY-MM-DD" (the last day it applies); '
+              "an exemption without one would waive the rule forever")
+
+
+def _check_account_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"account id {value} must be a string (\"{value:012d}\"), so leading zeros are kept")
+    if isinstance(value, str) and _ACCOUNT_ID.fullmatch(value) is None:
+        digits = re.sub(r"[^0-9]", "", value)
+        hint = f"; did you mean '{digits}'?" if len(digits) == 12 else ""
+        raise ValueError(f"account id {value!r} must be the 12 digits of an AWS account, e.g. '123456789012'{hint}")
+    return value
+
+
+def _check_ou_id(value: str) -> str:
+    if _OU_ID.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not an organizational unit id; use the id, not the name: 'ou-ab12-cd34ef56' "
+                         "for an OU or 'r-ab12' for the root (aws organizations list-organizational-units-for-parent)")
+    return value
+
+
+def _check_identifier(value: str) -> str:
+    if not value.strip():
+        raise ValueError("id must not be empty; give a short stable name such as 'EXC-2024-017'")
+    if value != value.strip():
+        raise ValueError(f"id {value!r} has leading or trailing spaces; remove them")
+    return value
+
+
+def _parse_expiry(value: Any) -> Any:
+    """``expires``: an ISO date ``YYYY-MM-DD`` (or a ``date``); anything else says how to write it."""
+    if value is None:
+        raise ValueError(_NO_EXPIRY)
+    if isinstance(value, datetime):
+        raise ValueError(f"expires must be a date without a time, e.g. '{value.date().isoformat()}'")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _ISO_DATE.fullmatch(text) is None:
+            raise ValueError(f"expires must be an ISO date 'YYYY-MM-DD' such as '2025-12-31', got {value!r}")
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a day of the calendar; fix the month or the day") from None
+    raise ValueError(f"expires must be an ISO date string 'YYYY-MM-DD' such as '2025-12-31', got {_describe(value)}")
+
+
+def _check_arn_pattern(pattern: str) -> str:
+    if not pattern.strip():
+        raise ValueError("ARN pattern must not be empty")
+    if pattern != pattern.strip():
+        raise ValueError(f"ARN pattern {pattern!r} has leading or trailing spaces; remove them")
+    if not pattern.replace(WILDCARD, ""):
+        raise ValueError(f"ARN pattern {pattern!r} matches every resource; name the resources it is for, e.g. "
+                         "'arn:aws:s3:::legacy-*' or 'arn:aws:ec2:*:123456789012:instance/*'")
+    return pattern
+
+
+def _required_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty; say why the resources are exempt (ticket, risk acceptance)")
+    return value
+
+
 def _none_to_empty_list(value: Any) -> Any:
     return [] if value is None else value
 
@@ -141,6 +222,11 @@ TagName = Annotated[str, AfterValidator(_check_tag_name)]
 AllowedValue = Annotated[str, AfterValidator(_check_allowed_value)]
 ResourceType = Annotated[str, AfterValidator(_check_resource_type)]
 ProhibitedPattern = Annotated[str, AfterValidator(_check_prohibited)]
+AccountId = Annotated[str, BeforeValidator(_check_account_id)]
+OrganizationalUnitId = Annotated[str, AfterValidator(_check_ou_id)]
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+ExpiryDate = Annotated[date, BeforeValidator(_parse_expiry)]
+ArnPattern = Annotated[str, AfterValidator(_check_arn_pattern)]
 
 
 # TagRule fields added after the peer format; left out of dumps while unset, so existing policies keep
@@ -299,11 +385,129 @@ def _with_default_severity(items: Any, default: Severity) -> Any:
     return out
 
 
+# Policy keys added after the peer format; left out of dumps while empty, so a policy without them keeps
+# its JSON and its content hash.
+_POLICY_EXTENSION_FIELDS = ("exemptions", "tag_aliases", "overrides")
+
+
+class Exemption(BaseModel):
+    """A time-boxed waiver: matched resources are not reported for the tags it names.
+
+    A resource is matched when EVERY criterion given matches (they combine with AND); at least one of
+    ``arn_patterns``, ``accounts``, ``resource_types`` and ``tag_conditions`` must be given:
+
+    * ``arn_patterns``: the whole ARN matches one of them; ``*`` (any number of them) matches any run
+      of characters, nothing else is special; case-sensitive.
+    * ``accounts``: 12-digit account ids; the resource's account is one of them.
+    * ``resource_types``: ``service:resource`` entries matched like ``applies_to`` (``ec2:*``).
+    * ``tag_conditions``: ``{key: value}`` the resource must carry; a value may hold one ``*`` like
+      an allowed value, ``"*"`` alone only asks for the key. Keys and values compare exactly unless
+      the policy's ``case_sensitivity`` is false.
+
+    ``tags`` names the policy tags whose violations are waived (exact names); empty waives every
+    violation of the resource, naming rules and prohibited keys included. ``expires`` is the last
+    day the exemption applies (inclusive). ``reason`` is required, ``approved_by`` is free text.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    reason: Annotated[str, AfterValidator(_required_text)]
+    expires: ExpiryDate
+    arn_patterns: list[ArnPattern] = Field(default_factory=list)
+    accounts: list[AccountId] = Field(default_factory=list)
+    resource_types: list[ResourceType] = Field(default_factory=list)
+    tag_conditions: dict[TagName, AllowedValue] = Field(default_factory=dict)
+    tags: list[TagName] = Field(default_factory=list)
+    approved_by: str | None = None
+
+    _none_lists = field_validator("arn_patterns", "accounts", "resource_types", "tags",
+                                  mode="before")(_none_to_empty_list)
+
+    @field_validator("tag_conditions", mode="before")
+    @classmethod
+    def _none_conditions(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("approved_by")
+    @classmethod
+    def _blank_approver_is_none(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None
+
+    @model_validator(mode="after")
+    def _targets_something(self) -> Exemption:
+        if not (self.arn_patterns or self.accounts or self.resource_types or self.tag_conditions):
+            raise ValueError("the exemption matches every resource; say which resources it covers with at least "
+                             "one of arn_patterns, accounts, resource_types or tag_conditions")
+        return self
+
+    def active_on(self, day: date | None) -> bool:
+        """Whether the exemption applies on ``day`` (``expires`` inclusive); ``None`` means always."""
+        return day is None or day <= self.expires
+
+    def waives_tag(self, tag_name: str) -> bool:
+        """Whether violations of policy tag ``tag_name`` are waived (always, when ``tags`` is empty)."""
+        return not self.tags or tag_name in self.tags
+
+
+class Override(BaseModel):
+    """Rule changes for some accounts or organizational units (see :meth:`Policy.for_account`).
+
+    ``required_tags`` / ``optional_tags`` hold rules in the top-level schema: a rule whose name a base
+    rule has replaces that rule (moving it between required and optional if needed), a new name
+    adds a rule. ``remove_tags`` drops rules by name. ``accounts`` (12-digit ids) and
+    ``organizational_units`` (``ou-...`` or the root ``r-...``) say where it applies; one is needed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier
+    description: str = ""
+    accounts: list[AccountId] = Field(default_factory=list)
+    organizational_units: list[OrganizationalUnitId] = Field(default_factory=list)
+    required_tags: list[TagRule] = Field(default_factory=list)
+    optional_tags: list[TagRule] = Field(default_factory=list)
+    remove_tags: list[TagName] = Field(default_factory=list)
+
+    _none_lists = field_validator("accounts", "organizational_units", "remove_tags",
+                                  mode="before")(_none_to_empty_list)
+    _none_text = field_validator("description", mode="before")(_none_to_empty_text)
+
+    @field_validator("required_tags", mode="before")
+    @classmethod
+    def _required_defaults(cls, value: Any) -> Any:
+        return _with_default_severity(_none_to_empty_list(value), Severity.ERROR)
+
+    @field_validator("optional_tags", mode="before")
+    @classmethod
+    def _optional_defaults(cls, value: Any) -> Any:
+        return _with_default_severity(_none_to_empty_list(value), Severity.WARNING)
+
+    @model_validator(mode="after")
+    def _targets_something(self) -> Override:
+        if not self.accounts and not self.organizational_units:
+            raise ValueError("the override targets nothing, so it never applies; list the accounts or "
+                             "organizational_units it is for")
+        return self
+
+    def rank_for(self, account_id: str, ou_path: Sequence[str]) -> int | None:
+        """How specific this override is for the account: ``len(ou_path)`` when it names the account,
+        else the depth (0 = root) of the deepest OU of ``ou_path`` it names; ``None`` if it does not apply."""
+        if account_id in self.accounts:
+            return len(ou_path)
+        depths = [depth for depth, ou in enumerate(ou_path) if ou in self.organizational_units]
+        return max(depths) if depths else None
+
+
 class Policy(BaseModel):
     """A validated tagging policy. Build it with :func:`load_policy` or :func:`load_policy_file`.
 
     ``prohibited_tags`` are key patterns (one ``*`` allowed, matched ignoring case). ``max_tags``
     caps user tags per resource (1..50, the AWS limit; ``None`` turns the check off).
+
+    ``exemptions``, ``tag_aliases`` and ``overrides`` are optional (see the module docstring); a
+    policy without them dumps and hashes as before. The engine evaluates the top-level rules only:
+    for an account governed by overrides, evaluate ``policy.for_account(account_id, ou_path)``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -315,6 +519,9 @@ class Policy(BaseModel):
     prohibited_tags: list[ProhibitedPattern] = Field(default_factory=list)
     max_tags: StrictInt | None = AWS_MAX_TAGS
     tag_naming_rules: NamingRules = Field(default_factory=NamingRules)
+    exemptions: list[Exemption] = Field(default_factory=list)
+    tag_aliases: dict[TagName, list[TagName]] = Field(default_factory=dict)
+    overrides: list[Override] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -341,8 +548,18 @@ class Policy(BaseModel):
     def _optional_defaults(cls, value: Any) -> Any:
         return _with_default_severity(_none_to_empty_list(value), Severity.WARNING)
 
-    _none_lists = field_validator("prohibited_tags", mode="before")(_none_to_empty_list)
+    _none_lists = field_validator("prohibited_tags", "exemptions", "overrides", mode="before")(_none_to_empty_list)
     _none_text = field_validator("description", mode="before")(_none_to_empty_text)
+
+    @field_validator("tag_aliases", mode="before")
+    @classmethod
+    def _alias_defaults(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            # "env" alone is a common shorthand for ["env"]; null means no alias.
+            return {k: [v] if isinstance(v, str) else _none_to_empty_list(v) for k, v in value.items()}
+        return value
 
     @field_validator("tag_naming_rules", mode="before")
     @classmethod
@@ -367,9 +584,20 @@ class Policy(BaseModel):
             [(("prohibited_tags", i), p) for i, p in enumerate(self.prohibited_tags)],
         ) + [(("optional_tags", i, "required_for"), _OPTIONAL_REQUIRED_FOR)
              for i, r in enumerate(self.optional_tags) if r.required_for is not None]
+        if self.exemptions or self.tag_aliases or self.overrides:
+            found += _extension_cross_problems(self.model_dump())
         if found:
             raise ValueError("; ".join(f"{_format_path(path)}: {msg}" for path, msg in found))
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in _POLICY_EXTENSION_FIELDS:
+                if not data.get(key):
+                    data.pop(key, None)
+        return data
 
     def content_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON of this policy: the policy's version id."""
@@ -383,6 +611,74 @@ class Policy(BaseModel):
             yield rule, True
         for rule in self.optional_tags:
             yield rule, False
+
+    def tag_names(self) -> list[str]:
+        """Names of the top-level rules, required first, in policy order."""
+        return [rule.name for rule, _ in self.rules()]
+
+    def alias_map(self) -> dict[str, str]:
+        """Alias key casefolded -> canonical policy tag name, from ``tag_aliases``.
+
+        Keys compare ignoring case here because aliases describe what people type (``env``, ``Env``,
+        ``ENV``); the canonical is spelled as the policy defines it.
+        """
+        return {alias.casefold(): canonical for canonical, aliases in self.tag_aliases.items() for alias in aliases}
+
+    def canonical_tag_name(self, key: str) -> str | None:
+        """The policy tag a resource key stands for: the rule it names (in any case) or, for an
+        alias, its canonical; ``None`` when the key means nothing to the policy."""
+        folded = key.casefold()
+        for name in self.tag_names():
+            if name.casefold() == folded:
+                return name
+        return self.alias_map().get(folded)
+
+    def for_account(self, account_id: str, ou_path: Sequence[str] = ()) -> Policy:
+        """The policy governing one account: the top-level rules with the matching overrides applied.
+
+        ``ou_path`` lists the account's organizational units from the root down (``r-...`` first,
+        the account's own OU last). Overrides apply one after the other, least specific first, so
+        the most specific one wins where two change the same tag: those matched through an OU in
+        ``ou_path`` order (root -> leaf; an override naming several OUs of the path counts at the
+        deepest), then those naming the account itself; ties keep the order of ``overrides``.
+        Each override first drops its ``remove_tags``, then replaces or adds its rules; a rule it
+        brings without a ``source`` gets ``override:<id>``.
+
+        The result has no ``overrides`` (so its :meth:`content_hash` identifies exactly the rules
+        applied), keeps ``exemptions``, and keeps the ``tag_aliases`` whose tag it still defines.
+        """
+        applicable = sorted((rank, index, o) for index, o in enumerate(self.overrides)
+                            if (rank := o.rank_for(account_id, ou_path)) is not None)
+        required = list(self.required_tags)
+        optional = list(self.optional_tags)
+        for _, _, override in applicable:
+            required, optional = _apply_override(required, optional, override)
+        names = {rule.name for rule in (*required, *optional)}
+        aliases = {canonical: list(keys) for canonical, keys in self.tag_aliases.items() if canonical in names}
+        return self.model_copy(update={"required_tags": required, "optional_tags": optional, "overrides": [],
+                                       "tag_aliases": aliases})
+
+
+def _apply_override(required: list[TagRule], optional: list[TagRule],
+                     override: Override) -> tuple[list[TagRule], list[TagRule]]:
+    """``required`` and ``optional`` after one override (see :meth:`Policy.for_account`)."""
+    removed = set(override.remove_tags)
+    required = [r for r in required if r.name not in removed]
+    optional = [r for r in optional if r.name not in removed]
+    source = f"override:{override.id}"
+    for rules, into, other in ((override.required_tags, required, optional),
+                               (override.optional_tags, optional, required)):
+        for rule in rules:
+            if rule.source is None:
+                rule = rule.model_copy(update={"source": source})
+            at = next((i for i, r in enumerate(into) if r.name == rule.name), None)
+            if at is not None:
+                # A replaced rule keeps its place, so violations keep their order in reports.
+                into[at] = rule
+                continue
+            other[:] = [r for r in other if r.name != rule.name]
+            into.append(rule)
+    return required, optional
 
 
 # --- problems and errors -----------------------------------------------------------------------
@@ -470,7 +766,139 @@ def _raw_cross_problems(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
     if isinstance(items, list):
         placement = [(("optional_tags", i, "required_for"), _OPTIONAL_REQUIRED_FOR) for i, item in enumerate(items)
                      if isinstance(item, Mapping) and item.get("required_for") is not None]
-    return _name_cross_problems(data) + placement
+    return _name_cross_problems(data) + placement + _extension_cross_problems(data)
+
+
+def _named_rules(items: Any, path: Path) -> list[tuple[Path, str]]:
+    """(path of the name, name) of every rule object in a raw rule list."""
+    out: list[tuple[Path, str]] = []
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, Mapping) else None
+            if isinstance(name, str) and name.strip():
+                out.append(((*path, i, "name"), name))
+    return out
+
+
+def _unique_ids(items: Any, section: str, what: str) -> list[tuple[Path, str]]:
+    problems: list[tuple[Path, str]] = []
+    seen: dict[str, int] = {}
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            ident = item.get("id") if isinstance(item, Mapping) else None
+            if not isinstance(ident, str) or not ident.strip():
+                continue
+            if ident in seen:
+                problems.append(((section, i, "id"), f"{what} id {ident!r} is already used by "
+                                                     f"{section}[{seen[ident]}]; ids must be unique so reports can "
+                                                     "tell them apart"))
+            else:
+                seen[ident] = i
+    return problems
+
+
+def alias_problems(tag_names: Iterable[str],
+                   aliases: Mapping[str, Sequence[str]]) -> list[tuple[Path, str, str]]:
+    """(path, lint code, message) for every unusable ``tag_aliases`` entry.
+
+    A canonical must be a tag the policy defines (``tag_names``: top level and overrides); an alias
+    must not be a policy tag name in any case (that key has its own rule) and may stand for one tag
+    only. Used by the loader and, for policies built in code, by the linter.
+    """
+    names = list(tag_names)
+    folded_names: dict[str, str] = {}
+    for name in names:
+        # The first spelling is the policy's (top level before overrides).
+        folded_names.setdefault(name.casefold(), name)
+    problems: list[tuple[Path, str, str]] = []
+    owner: dict[str, tuple[str, int]] = {}
+    for canonical, keys in aliases.items():
+        if not isinstance(canonical, str):
+            continue
+        if canonical not in names:
+            guess = folded_names.get(canonical.casefold()) or closest_key(canonical, names)
+            hint = (f"did you mean {guess!r}?" if guess
+                    else "add the tag to required_tags or optional_tags, or remove the entry")
+            problems.append((("tag_aliases", canonical), "alias-unknown-tag",
+                             f"{canonical!r} is not a tag the policy defines, and aliases point at a policy tag; "
+                             f"{hint}"))
+        if not isinstance(keys, list):
+            continue
+        for j, alias in enumerate(keys):
+            if not isinstance(alias, str) or not alias.strip():
+                continue
+            folded = alias.casefold()
+            path: Path = ("tag_aliases", canonical, j)
+            named = folded_names.get(folded)
+            if named is not None and named.casefold() == canonical.casefold():
+                problems.append((path, "alias-conflict",
+                                 f"alias {alias!r} is {canonical!r} in another case, which the engine already reports "
+                                 "as a miscased key (wrong_key_case); remove it"))
+            elif named is not None:
+                problems.append((path, "alias-conflict",
+                                 f"alias {alias!r} is the policy tag {named!r} (ignoring case), which has its own "
+                                 "rule; a key cannot also stand for another tag: remove it"))
+            elif folded in owner and owner[folded][0] != canonical:
+                other, k = owner[folded]
+                problems.append((path, "alias-conflict",
+                                 f"alias {alias!r} is also listed under {other!r} (tag_aliases.{other}[{k}], compared "
+                                 "ignoring case); an alias can stand for one tag only: keep it under one"))
+            else:
+                owner.setdefault(folded, (canonical, j))
+    return problems
+
+
+def _extension_cross_problems(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Cross checks of ``exemptions``, ``tag_aliases`` and ``overrides`` on raw (or dumped) input."""
+    problems = _unique_ids(data.get("exemptions"), "exemptions", "exemption")
+    overrides = data.get("overrides")
+    problems += _unique_ids(overrides, "overrides", "override")
+    base = _named_rules(data.get("required_tags"), ("required_tags",)) + _named_rules(
+        data.get("optional_tags"), ("optional_tags",))
+    # The first spelling of each name (top level first): every later use must spell it the same,
+    # or an override meant to replace a rule would add a near-duplicate instead.
+    first: dict[str, tuple[Path, str]] = {}
+    for path, name in base:
+        first.setdefault(name.casefold(), (path, name))
+    prohibited = data.get("prohibited_tags")
+    patterns = ([(("prohibited_tags", i), p) for i, p in enumerate(prohibited) if isinstance(p, str)]
+                if isinstance(prohibited, list) else [])
+    all_names = [name for _, name in base]
+    if isinstance(overrides, list):
+        for i, item in enumerate(overrides):
+            if not isinstance(item, Mapping):
+                continue
+            own = (_named_rules(item.get("required_tags"), ("overrides", i, "required_tags"))
+                   + _named_rules(item.get("optional_tags"), ("overrides", i, "optional_tags")))
+            problems += _cross_problems(own, patterns)
+            for path, name in own:
+                seen = first.setdefault(name.casefold(), (path, name))
+                if seen[1] != name:
+                    problems.append((path, f"tag name {name!r} differs only in case from {seen[1]!r} at "
+                                           f"{_format_path(seen[0])}; spell it {seen[1]!r} to replace that rule "
+                                           "(tag keys are case-sensitive)"))
+                all_names.append(name)
+            optional = item.get("optional_tags")
+            if isinstance(optional, list):
+                problems += [(("overrides", i, "optional_tags", j, "required_for"), _OPTIONAL_REQUIRED_FOR)
+                             for j, rule in enumerate(optional)
+                             if isinstance(rule, Mapping) and rule.get("required_for") is not None]
+    if isinstance(overrides, list):
+        for i, item in enumerate(overrides):
+            removes = item.get("remove_tags") if isinstance(item, Mapping) else None
+            if not isinstance(removes, list):
+                continue
+            for k, name in enumerate(removes):
+                if isinstance(name, str) and name.strip() and name not in all_names:
+                    guess = closest_key(name, all_names)
+                    hint = f"did you mean {guess!r}?" if guess else "remove it from remove_tags"
+                    problems.append((("overrides", i, "remove_tags", k),
+                                     f"{name!r} is not a tag the policy defines, so there is nothing to remove; "
+                                     f"{hint}"))
+    aliases = data.get("tag_aliases")
+    if isinstance(aliases, Mapping):
+        problems += [(path, message) for path, _, message in alias_problems(all_names, aliases)]
+    return problems
 
 
 def _name_cross_problems(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
@@ -514,14 +942,31 @@ def _known_keys(path: Path) -> list[str]:
         return list(TagRule.model_fields)
     if path[0] == "tag_naming_rules" and len(path) == 1:
         return list(NamingRules.model_fields)
+    if path[0] == "exemptions" and len(path) == 2:
+        return list(Exemption.model_fields)
+    if path[0] == "overrides" and len(path) == 2:
+        return list(Override.model_fields)
+    if path[0] == "overrides" and len(path) == 4 and path[2] in ("required_tags", "optional_tags"):
+        return list(TagRule.model_fields)
     return []
+
+
+# Messages for required keys of the extension objects, by (section, key): what the key is for.
+_MISSING_HINTS = {
+    ("exemptions", "expires"): _NO_EXPIRY,
+    ("exemptions", "id"): 'add "id": a short stable name reports use to refer to the exemption',
+    ("exemptions", "reason"): 'add "reason": why these resources are exempt (ticket, risk acceptance)',
+    ("overrides", "id"): 'add "id": a short stable name, recorded as the source of the rules it brings',
+}
 
 
 def _error_message(err: ErrorDetails) -> str:
     kind, value = err["type"], err.get("input")
     ctx = err.get("ctx") or {}
     if kind == "missing":
-        return "required key is missing"
+        loc = err["loc"]
+        hint = _MISSING_HINTS.get((str(loc[0]), str(loc[-1]))) if len(loc) == 3 else None
+        return f"required key is missing; {hint}" if hint else "required key is missing"
     if kind == "extra_forbidden":
         key = str(err["loc"][-1]) if err["loc"] else ""
         known = _known_keys(tuple(err["loc"][:-1]))
@@ -693,7 +1138,9 @@ def load_policy(data: str | bytes | Mapping[str, Any], *, source: str | None = N
     try:
         policy = Policy.model_validate(parsed, context=_LOADER_CONTEXT)
     except ValidationError as exc:
-        found.extend((tuple(err["loc"]), _error_message(err), None) for err in exc.errors())
+        # A bad mapping key is reported at the key itself (pydantic adds a "[key]" step to its path).
+        found.extend((tuple(err["loc"][:-1] if err["loc"][-1:] == ("[key]",) else err["loc"]), _error_message(err),
+                      None) for err in exc.errors())
     if isinstance(parsed, Mapping):
         found.extend((path, message, None) for path, message in _raw_cross_problems(parsed))
 
