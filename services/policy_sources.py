@@ -145,23 +145,25 @@ def sync_organization(rt: Runtime, *, imported_by: str = "local", trigger: str =
     except Exception:
         _record_end(rt, attempt_id, "failed", message="unexpected error; see the server log")
         raise
+    message = (f"{len(result.accounts)} account(s) judged by their effective tag policy" if result.accounts else
+               "the organization attaches no tag policy to any account; the policy file stays in force")
     _record_end(rt, attempt_id, "succeeded", tag_policies=result.tag_policies, accounts=len(result.accounts),
-                message=f"{len(result.accounts)} account(s) judged by their effective tag policy")
+                message=message)
     return result
 
 
 def sync_if_due(rt: Runtime, *, trigger: str, force: bool = False) -> SyncAttempt | None:
     """Sync when the settings want organization policies and none settled within ``policy_sync_minutes``.
 
-    Never raises for a cloud or organization problem: start-up, beat and CLI scans go on with what is
-    stored (the attempt and its reason are recorded and shown by /health). Returns None when no sync was
-    wanted or due."""
+    Never raises for a cloud, organization or database problem: start-up, beat and CLI scans go on with
+    what is stored (the attempt and its reason are recorded and shown by /health). Returns None when no
+    sync was wanted or due (or the database could not say)."""
     settings = rt.settings
     if not settings.organization_policies_wanted:
         return None
-    if not force and not _due(rt, settings.policy_sync_minutes):
-        return None
     try:
+        if not force and not _due(rt, settings.policy_sync_minutes):
+            return None
         sync_organization(rt, imported_by=trigger, trigger=trigger)
     except NoOrganization as exc:
         if settings.policy_source == "aws-organizations":
@@ -169,8 +171,12 @@ def sync_if_due(rt: Runtime, *, trigger: str, force: bool = False) -> SyncAttemp
         else:
             log.info("no AWS Organizations tag policies reachable (%s); the policy file stays in force", trigger)
     except AppError as exc:
+        # Includes an unreachable database: start-up threads and beat must log it, not crash on it.
         log.warning("AWS Organizations tag policy sync (%s) failed: %s", trigger, exc.message)
-    return latest_attempt(rt)
+    try:
+        return latest_attempt(rt)
+    except AppError:
+        return None
 
 
 def _due(rt: Runtime, interval_minutes: int) -> bool:
@@ -219,6 +225,8 @@ def _record_end(rt: Runtime, attempt_id: int, status: str, *, message: str | Non
 
 def _sync(rt: Runtime, imported_by: str) -> SyncResult:
     org = _call(lambda: _org_client(rt))
+    # Outside an organization some list calls answer empty lists; this one says why (NotInUse, Denied).
+    _call(lambda: org.describe_organization())
     org_policies = _call(lambda: list_tag_policies(org))
     docs: dict[str, TagPolicyDoc] = {}
     for p in org_policies:
