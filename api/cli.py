@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -313,7 +314,9 @@ def policy_validate(
     if target not in (None, "aws", "azure", "gcp"):
         raise InvalidInput(f"unknown target '{target}'", field="--target", fix="use aws, azure or gcp")
     policy = read_policy_file(file)
-    findings = lint_policy(policy, known_resource_types=registry.all_types(), target=target)  # type: ignore[arg-type]
+    # Today (UTC) turns on the exemption expiry checks: expired and soon-expiring waivers are flagged.
+    findings = lint_policy(policy, known_resource_types=registry.all_types(), target=target,  # type: ignore[arg-type]
+                           as_of=datetime.now(UTC).date())
     for finding in findings:
         err.print(str(finding), highlight=False, markup=False)
     errors = [f for f in findings if f.severity == "error"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +61,36 @@ def active_policy(db: Database, path: Path) -> PolicyVersion:
     return register_policy(db, policy, source=f"file:{path.name}")
 
 
+def stored_policy(db: Database, policy_id: str) -> Policy:
+    """A stored policy version (NotFound when the id is unknown)."""
+    with db.session() as s:
+        row = s.get(PolicyRow, policy_id)
+        if row is None:
+            raise NotFound(f"policy version {policy_id} is not stored", field="policy_id")
+        content: dict[str, Any] = row.content
+    return load_policy(content)
+
+
 class CompiledPolicyCache:
-    """Compiled policies by version id; compiling is cheap but not free, and versions never change."""
+    """Compiled policies by (version id, exemption date); compiling is cheap but not free, and versions
+    never change. The date is part of the key because exemptions expire: a scan is judged by its own day."""
+
+    # A long-running worker sees one new date a day per version; far fewer entries than this.
+    _LIMIT = 256
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, CompiledPolicy] = {}
+        self._cache: dict[tuple[str, date | None], CompiledPolicy] = {}
 
-    def get(self, db: Database, policy_id: str) -> CompiledPolicy:
+    def get(self, db: Database, policy_id: str, as_of: date | None = None) -> CompiledPolicy:
+        key = (policy_id, as_of)
         with self._lock:
-            cached = self._cache.get(policy_id)
+            cached = self._cache.get(key)
         if cached is not None:
             return cached
-        with db.session() as s:
-            row = s.get(PolicyRow, policy_id)
-            if row is None:
-                raise NotFound(f"policy version {policy_id} is not stored", field="policy_id")
-            content: dict[str, Any] = row.content
-        compiled = compile_policy(load_policy(content))
+        compiled = compile_policy(stored_policy(db, policy_id), as_of)
         with self._lock:
-            self._cache[policy_id] = compiled
+            if len(self._cache) >= self._LIMIT:
+                self._cache.clear()
+            self._cache[key] = compiled
         return compiled

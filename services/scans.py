@@ -31,7 +31,6 @@ from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from services import metrics
 from services.db.models import (
-    AccountPolicyRow,
     ResourceRow,
     ScanResourceRow,
     ScanRow,
@@ -42,6 +41,14 @@ from services.db.models import (
 from services.errors import AppError, InvalidInput, NotFound, Unavailable
 from services.policy_store import active_policy
 from services.runtime import Runtime
+from services.scan_policies import (
+    AccountPolicies,
+    exemption_summary,
+    expired_notes,
+    freeze_account_policies,
+    scan_as_of,
+    synced_policy_versions,
+)
 from services.schemas import (
     ACCOUNT_ID,
     TERMINAL_SHARD_STATUSES,
@@ -49,6 +56,7 @@ from services.schemas import (
     BreakdownEntry,
     Breakdowns,
     DataQuality,
+    ExemptionSummary,
     FailedShard,
     Progress,
     ScanRequest,
@@ -96,9 +104,7 @@ def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") ->
     scan_id = str(uuid.uuid4())
     with rt.db.session() as s:
         # Frozen now, so a policy sync while the scan runs cannot mix two versions in one scan.
-        by_account = None
-        if rt.settings.policy_source != "file":
-            by_account = {row.account_id: row.policy_id for row in s.scalars(select(AccountPolicyRow))} or None
+        by_account = synced_policy_versions(rt)
         if rt.settings.policy_source == "aws-organizations" and not by_account:
             raise Unavailable("no AWS Organizations tag policies have been synced, and FINOPS_POLICY_SOURCE="
                               "aws-organizations forbids falling back to the policy file", field="policy",
@@ -157,6 +163,12 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
     except Exception as exc:
         _fail_scan(rt, scan_id, f"could not resolve the accounts to scan: {_describe(exc)}")
         return
+    try:
+        frozen = _freeze_account_policies(rt, scan_id, accounts)
+    except AppError as exc:
+        _fail_scan(rt, scan_id, f"could not resolve the policy of each account: {exc.message}")
+        return
+    notes.extend(frozen.notes)
     for plan in _plan_shards(rt, request, accounts, notes, failed_rows=rows, scan_id=scan_id):
         rows.append(ScanShardRow(id=_shard_id(scan_id, plan), scan_id=scan_id, account_id=plan.account_id,
                                  region=plan.region, group=plan.group, resource_types=list(plan.resource_types),
@@ -166,12 +178,23 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
         existing = {sh.id for sh in _shards(s, scan_id)}
         s.add_all([r for r in rows if r.id not in existing])
         scan.status, scan.started_at, scan.shards_total = "running", utcnow(), len(rows)
-        scan.data_quality = {"status": "partial", "failed_shards": [], "notes": notes}
+        scan.policy_by_account = frozen.by_account or None
+        # policies_incomplete is read by finalize: a scan whose rules could not all be resolved is never
+        # "complete" (DataQuality ignores the key when the scan is read).
+        scan.data_quality = {"status": "partial", "failed_shards": [], "notes": notes,
+                             "policies_incomplete": frozen.incomplete}
     queued = [r.id for r in rows if r.status == "queued"]
     for shard_id in queued:
         rt.dispatcher.run_shard(shard_id, interactive=interactive)
     if not queued:
         rt.dispatcher.finalize_scan(scan_id)
+
+
+def _freeze_account_policies(rt: Runtime, scan_id: str, accounts: Sequence[str]) -> AccountPolicies:
+    with rt.db.session() as s:
+        scan = _get_scan(s, scan_id)
+        default_id, by_account = scan.policy_id, scan.policy_by_account
+    return freeze_account_policies(rt, default_id, by_account, accounts)
 
 
 def _resolve_accounts(rt: Runtime, request: ScanRequest, notes: list[str]) -> list[str]:
@@ -259,6 +282,7 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
             shard.status, shard.started_at, shard.attempts = "running", utcnow(), shard.attempts + 1
         # An account with its own effective policy (AWS Organizations) is judged by it; others by the default.
         scan_id, policy_id = scan.id, (scan.policy_by_account or {}).get(shard.account_id, scan.policy_id)
+        as_of = scan_as_of(scan)
         interactive = scan.trigger == "interactive"
         allowed_regions = _allowed_regions(rt, ScanRequest.model_validate(scan.request))
         account, region, group = shard.account_id, shard.region, shard.group
@@ -267,7 +291,7 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
         maybe_finalize(rt, scan_id)
         return ShardOutcome(status="cancelled")
 
-    compiled = rt.policies.get(rt.db, policy_id)
+    compiled = rt.policies.get(rt.db, policy_id, as_of)
     with metrics.SHARD_SECONDS.labels(provider="aws").time():
         if group == TAGGING_API_GROUP:
             result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()))
@@ -310,7 +334,8 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
             "scan_id": scan_id, "arn": res.arn, "shard_id": shard_id, "resource_id": res.resource_id,
             "resource_type": res.resource_type, "account_id": res.account_id, "region": res.region,
             "name": res.name, "tags": dict(res.tags), "in_scope": ev.in_scope, "compliant": ev.compliant,
-            "violation_count": len(ev.violations)})
+            "violation_count": len(ev.violations), "waived_violations": len(ev.waived),
+            "exempted_by": list(ev.exempted_by) or None})
         violation_rows.extend(_violation_row(scan_id, shard_id, v) for v in ev.violations)
     with rt.db.session() as s:
         s.execute(delete(ViolationRow).where(ViolationRow.scan_id == scan_id, ViolationRow.shard_id == shard_id))
@@ -427,6 +452,10 @@ def _aggregate(s: Session, scan: ScanRow, shards: list[ScanShardRow]) -> None:
     notes = list((scan.data_quality or {}).get("notes", []))
     for sh in shards:
         notes.extend(n for n in sh.notes or [] if n not in notes)
+    policies_incomplete = bool((scan.data_quality or {}).get("policies_incomplete"))
+    exemptions = exemption_summary(s, scan)
+    notes.extend(expired_notes(exemptions))
+    scan.exemptions = exemptions.model_dump(mode="json") if exemptions else None
     if scan.cancel_requested:
         status = "cancelled"
         notes.append("the scan was cancelled; results cover only the shards that finished")
@@ -440,7 +469,7 @@ def _aggregate(s: Session, scan: ScanRow, shards: list[ScanShardRow]) -> None:
         status = "partial"
     else:
         status = "succeeded"
-    complete = status == "succeeded"
+    complete = status == "succeeded" and not policies_incomplete
     scan.status, scan.finished_at = status, utcnow()
     scan.total_resources, scan.in_scope_resources, scan.compliant_resources = total, ins, comp
     scan.compliance_score = _score(comp, ins)
@@ -513,6 +542,7 @@ def get_scan(rt: Runtime, scan_id: str, *, violations_limit: int = 25,
             next_cursor=page.next_cursor,
             breakdowns=Breakdowns.model_validate(scan.breakdowns or {}), data_quality=dq, progress=progress,
             policy_version=scan.policy_id, policy_by_account=scan.policy_by_account, request=scan.request,
+            exemptions=ExemptionSummary.model_validate(scan.exemptions) if scan.exemptions else None,
             created_at=scan.created_at, finished_at=scan.finished_at, error=scan.error)
 
 

@@ -125,6 +125,26 @@ class Breakdowns(BaseModel):
     by_tag: dict[str, TagBreakdownEntry] = Field(default_factory=dict)
 
 
+class ExpiredExemption(BaseModel):
+    id: str
+    expires: str = Field(description="The last day it applied (ISO date).")
+    reason: str
+    policy_version: str
+
+
+class ExemptionSummary(BaseModel):
+    """What the policy's exemptions did in one scan (judged on the scan's creation date, UTC)."""
+
+    as_of: str = Field(description="The day exemptions were judged by (ISO date): the scan's creation date, UTC.")
+    active: int = Field(description="Exemptions in force in the policies this scan used.")
+    resources_exempted: int = Field(description="Resources compliant only because exemptions waived their violations.")
+    violations_waived: int = Field(description="Violations waived by exemptions (not listed among violations).")
+    by_exemption: dict[str, int] = Field(default_factory=dict,
+                                         description="Exemption id -> resources on which it waived something.")
+    expired: list[ExpiredExemption] = Field(default_factory=list,
+                                            description="Exemptions past their end date: they waived nothing.")
+
+
 class ScanResult(BaseModel):
     """A scan, finished or not. ``violations`` may be a page; ``violations_total`` counts them all."""
 
@@ -145,7 +165,11 @@ class ScanResult(BaseModel):
     progress: Progress
     policy_version: str = Field(description="Version (content hash) of the default policy of this scan.")
     policy_by_account: dict[str, str] | None = Field(
-        default=None, description="Accounts judged by their own effective policy (AWS Organizations): version.")
+        default=None, description="Accounts judged by another policy version than the default (their AWS "
+        "Organizations effective policy, or the policy with its per-account/OU overrides applied): version.")
+    exemptions: ExemptionSummary | None = Field(
+        default=None, description="Exemptions applied and expired; None until the scan finishes, or when the "
+        "policies define none.")
     request: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None = None

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from policies.engine import compile_policy, evaluate_resource
+from policies.engine import evaluate_resource
 from scanner.providers.aws.collect import fetch_resources_by_arn, parse_arn
-from services.db.models import ResourceRow
+from services.db.models import ResourceRow, utcnow
 from services.errors import InvalidInput
 from services.policy_store import active_policy
 from services.runtime import Runtime
+from services.scan_policies import freeze_account_policies, synced_policy_versions
 from services.schemas import DataQuality, FailedShard, ViolationOut, violation_out
 
 MAX_ARNS = 100
@@ -27,6 +28,8 @@ class ResourceValidation(BaseModel):
     compliant: bool
     tags: dict[str, str]
     violations: list[ViolationOut]
+    exempted_by: list[str] = Field(default_factory=list,
+                                   description="Exemptions that waived violations of this resource (not listed).")
 
 
 class ValidationResult(BaseModel):
@@ -63,19 +66,23 @@ def _known_accounts(rt: Runtime) -> list[str]:
 
 
 def validate_resource_tags(rt: Runtime, arns: Sequence[str]) -> ValidationResult:
+    """Fetch the resources now and judge each as a scan started today would: by its account's policy
+    (AWS Organizations effective policy and overrides) with today's exemptions."""
     unique = validate_arns(arns)
     policy = active_policy(rt.db, rt.settings.policy_path)
-    compiled = compile_policy(policy.policy)
     resources, failures = fetch_resources_by_arn(rt.aws, unique, accounts=_known_accounts(rt) or None)
+    frozen = freeze_account_policies(rt, policy.id, synced_policy_versions(rt),
+                                     sorted({r.account_id for r in resources}))
+    today = utcnow().date()
     results = []
     for res in resources:
-        ev = evaluate_resource(res, compiled)
+        ev = evaluate_resource(res, rt.policies.get(rt.db, frozen.by_account.get(res.account_id, policy.id), today))
         results.append(ResourceValidation(
             resource_arn=res.arn, resource_type=res.resource_type, account_id=res.account_id, region=res.region,
             in_scope=ev.in_scope, compliant=ev.compliant, tags=dict(res.tags),
-            violations=[violation_out(v) for v in ev.violations]))
-    dq = DataQuality(status="partial" if failures else "complete",
+            violations=[violation_out(v) for v in ev.violations], exempted_by=list(ev.exempted_by)))
+    dq = DataQuality(status="partial" if failures or frozen.incomplete else "complete",
                      failed_shards=[FailedShard(shard=f.resource_type, error=f"{f.code}: {f.message}")
-                                    for f in failures])
+                                    for f in failures], notes=frozen.notes)
     return ValidationResult(policy_version=policy.id, total=len(results),
                             compliant=sum(r.compliant for r in results), results=results, data_quality=dq)

@@ -87,6 +87,8 @@ class ScanRow(Base):
     compliance_score: Mapped[float | None] = mapped_column(Float, default=None)
     breakdowns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     data_quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # What the policies' exemptions did in this scan (schemas.ExemptionSummary), set when it finishes.
+    exemptions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
@@ -134,6 +136,9 @@ class ScanResourceRow(Base):
     in_scope: Mapped[bool] = mapped_column(Boolean)
     compliant: Mapped[bool] = mapped_column(Boolean)
     violation_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Violations that active exemptions waived (not stored as violations) and the exemptions' ids.
+    waived_violations: Mapped[int] = mapped_column(Integer, default=0)
+    exempted_by: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
 
 class ResourceRow(Base):

@@ -109,6 +109,22 @@ def test_policy_validate_lists_every_problem(base_env: dict[str, str], tmp_path:
     assert good.returncode == 0 and "valid" in good.stdout
 
 
+def test_policy_validate_flags_expired_exemptions_and_bad_extensions(base_env: dict[str, str], tmp_path: Path) -> None:
+    policy = json.loads((ROOT / "policies/examples/default.json").read_text())
+    policy["exemptions"] = [{"id": "EXC-1", "reason": "legacy", "expires": "2001-02-03", "accounts": ["123456789012"]}]
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy))
+    proc = run(["policy", "validate", str(path)], base_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr  # a warning, not an error
+    assert "exemptions[0].expires" in proc.stderr and "expired on 2001-02-03" in proc.stderr
+    policy["exemptions"][0].pop("expires")
+    policy["tag_aliases"] = {"Enviroment": ["env"]}
+    path.write_text(json.dumps(policy))
+    proc = run(["policy", "validate", str(path)], base_env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "exemptions[0].expires" in proc.stderr and "did you mean 'Environment'" in proc.stderr
+
+
 def test_policy_effective_export_and_lint(base_env: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / "root.json"
     root.write_text(json.dumps({"tags": {"costcenter": {

@@ -67,9 +67,8 @@ def list_tag_policies(organizations_client: Any) -> list[OrgTagPolicy]:
     return policies
 
 
-def policy_path_for_account(organizations_client: Any, account_id: str) -> list[PolicyLevel]:
-    """The account's inheritance path root -> OUs -> account, each level with its attached tag
-    policies: the input AWS uses to compute the account's effective tag policy."""
+def _path_to_root(organizations_client: Any, account_id: str) -> list[tuple[str, str]]:
+    """(id, type) from the root down to the account itself: ROOT, ORGANIZATIONAL_UNIT..., ACCOUNT."""
     path: list[tuple[str, str]] = [(account_id, "ACCOUNT")]
     child = account_id
     while True:
@@ -81,8 +80,20 @@ def policy_path_for_account(organizations_client: Any, account_id: str) -> list[
         if parent["Type"] == "ROOT":
             break
         child = parent["Id"]
+    return list(reversed(path))
+
+
+def ou_path_for_account(organizations_client: Any, account_id: str) -> list[str]:
+    """The ids of the account's ancestors, root first (``r-...``, then each OU down to its own)."""
+    return [target_id for target_id, target_type in _path_to_root(organizations_client, account_id)
+            if target_type != "ACCOUNT"]
+
+
+def policy_path_for_account(organizations_client: Any, account_id: str) -> list[PolicyLevel]:
+    """The account's inheritance path root -> OUs -> account, each level with its attached tag
+    policies: the input AWS uses to compute the account's effective tag policy."""
     levels: list[PolicyLevel] = []
-    for target_id, target_type in reversed(path):
+    for target_id, target_type in _path_to_root(organizations_client, account_id):
         attached = _pages(organizations_client, "list_policies_for_target", "Policies",
                           TargetId=target_id, Filter="TAG_POLICY")
         levels.append(PolicyLevel(target_id=target_id, target_type=target_type,
