@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,8 @@ def test_lint_character_class_matches_the_engine() -> None:
 
 
 # The smallest input that raises each code: a code without an example here fails the test below.
+_EXEMPTION = {"id": "E-1", "reason": "legacy", "expires": "2020-01-01", "accounts": ["123456789012"]}
+
 MINIMAL: dict[str, tuple[Any, dict[str, Any]]] = {
     "duplicate-tag": (lambda: constructed([TagRule(name="A"), TagRule(name="A")]), {}),
     "key-case-collision": (lambda: constructed([TagRule(name="A"), TagRule(name="a")]), {}),
@@ -335,11 +338,19 @@ MINIMAL: dict[str, tuple[Any, dict[str, Any]]] = {
     "gcp-value-format": ({"required_tags": [rule("k", allowed_values=["V"])]}, {"target": "gcp"}),
     "gcp-too-many-labels": ({"required_tags": [rule(f"t{i}") for i in range(65)], "max_tags": None},
                             {"target": "gcp"}),
+    "exemption-expired": ({"required_tags": [rule("A")], "exemptions": [_EXEMPTION]}, {"as_of": date(2021, 1, 1)}),
+    "exemption-expiring": ({"required_tags": [rule("A")], "exemptions": [_EXEMPTION]},
+                           {"as_of": date(2019, 12, 25)}),
+    "exemption-unknown-tag": ({"required_tags": [rule("A")], "exemptions": [{**_EXEMPTION, "tags": ["B"]}]}, {}),
+    "alias-unknown-tag": (lambda: constructed([TagRule(name="A")], tag_aliases={"B": ["b"]}), {}),
+    "alias-conflict": (lambda: constructed([TagRule(name="A"), TagRule(name="B")], tag_aliases={"A": ["b"]}), {}),
+    "override-removes-own-rule": ({"required_tags": [rule("A")], "overrides": [
+        {"id": "o", "accounts": ["123456789012"], "required_tags": [rule("A")], "remove_tags": ["A"]}]}, {}),
 }
 
 
 def test_every_documented_code_has_an_example() -> None:
-    assert len(DOCUMENTED) == 31
+    assert len(DOCUMENTED) == 37
     assert set(MINIMAL) == set(DOCUMENTED)
 
 
