@@ -650,6 +650,9 @@ def evaluate(resources: Iterable[Resource], compiled: CompiledPolicy | Policy, *
     :class:`CompiledPolicy` already carries its own and must not be given another.
     The cyclic garbage collector is paused while the batch runs and restored afterwards.
     """
+    if isinstance(as_of, datetime):
+        # Its day is what counts, as in compile_policy; a datetime never equals the compiled date.
+        as_of = as_of.date()
     if isinstance(compiled, Policy):
         compiled = compile_policy(compiled, as_of)
     elif as_of is not None and as_of != compiled.as_of:

@@ -13,8 +13,8 @@ because a misspelt ``allowed_value`` would otherwise switch a check off without 
 
 Normalisation (so equal meaning gives an equal :meth:`Policy.content_hash`): ``null`` lists become
 empty lists, ``"allowed_values": []`` and ``"validation_regex": ""`` mean "no constraint" and become
-``None``, and a missing ``severity`` becomes ``error`` for required tags and ``warning`` for
-optional ones.
+``None``, a missing ``severity`` becomes ``error`` for required tags and ``warning`` for
+optional ones, and a ``tag_aliases`` entry without aliases (``null`` or ``[]``) is dropped.
 
 Beyond the peer format, a rule may carry ``required_for``, ``error_for`` and ``source`` (see
 :class:`TagRule`; AWS Organizations tag policies convert to them). They are optional, and left out of
@@ -442,7 +442,12 @@ class Exemption(BaseModel):
         return self
 
     def active_on(self, day: date | None) -> bool:
-        """Whether the exemption applies on ``day`` (``expires`` inclusive); ``None`` means always."""
+        """Whether the exemption applies on ``day`` (``expires`` inclusive); ``None`` means always.
+
+        A ``datetime`` counts by its day (it is a ``date`` subclass but does not compare with one).
+        """
+        if isinstance(day, datetime):
+            day = day.date()
         return day is None or day <= self.expires
 
     def waives_tag(self, tag_name: str) -> bool:
@@ -560,6 +565,13 @@ class Policy(BaseModel):
             # "env" alone is a common shorthand for ["env"]; null means no alias.
             return {k: [v] if isinstance(v, str) else _none_to_empty_list(v) for k, v in value.items()}
         return value
+
+    @field_validator("tag_aliases")
+    @classmethod
+    def _drop_aliasless_entries(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # A canonical with no alias (null or []) means nothing; dropping it keeps equal meaning at an equal
+        # content hash (a policy whose entries are all empty dumps as one without tag_aliases).
+        return {canonical: aliases for canonical, aliases in value.items() if aliases}
 
     @field_validator("tag_naming_rules", mode="before")
     @classmethod
@@ -830,7 +842,11 @@ def alias_problems(tag_names: Iterable[str],
             folded = alias.casefold()
             path: Path = ("tag_aliases", canonical, j)
             named = folded_names.get(folded)
-            if named is not None and named.casefold() == canonical.casefold():
+            if named is not None and alias == canonical:
+                problems.append((path, "alias-conflict",
+                                 f"alias {alias!r} is the tag {canonical!r} itself, which its rule already covers; "
+                                 "remove it"))
+            elif named is not None and named.casefold() == canonical.casefold():
                 problems.append((path, "alias-conflict",
                                  f"alias {alias!r} is {canonical!r} in another case, which the engine already reports "
                                  "as a miscased key (wrong_key_case); remove it"))
