@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 
 from services.schemas import ScanResult, ViolationOut
@@ -39,10 +40,23 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _md(value: object) -> str:
+def escape_markdown(value: object) -> str:
+    """``value`` as inert Markdown text: one line, no table separators, code spans, links, emphasis or
+    HTML (tags and entities)."""
     # Cloud tag values are data: escape table separators and markup so they cannot restructure the report.
     text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ")
+    text = text.replace("\\", "\\\\").replace("\n", " ").replace("\r", " ")
+    # Markdown renderers pass raw HTML and entities through: a tag value like <script> must stay text.
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\g<0>", text)
+
+
+# Table separators, code spans, links and images, emphasis and strike-through. An underscore inside a
+# word never starts emphasis, so ARNs and names like orders_service stay readable.
+_MD_SPECIAL = re.compile(r"[|`\[\]*~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+_md = escape_markdown
 
 
 def render_markdown(result: ScanResult, top: int = 25) -> str:
@@ -54,7 +68,7 @@ def render_markdown(result: ScanResult, top: int = 25) -> str:
               f"- Violations: {result.violations_total}", f"- Policy version: `{result.policy_version[:12]}`", ""]
     if result.data_quality.failed_shards:
         lines += ["## Incomplete coverage", ""]
-        lines += [f"- `{_md(f.shard)}`: {_md(f.error)}" for f in result.data_quality.failed_shards]
+        lines += [f"- {_md(f.shard)}: {_md(f.error)}" for f in result.data_quality.failed_shards]
         lines.append("")
     for title, table in (("By account", result.breakdowns.by_account),
                          ("By resource type", result.breakdowns.by_resource_type)):
@@ -68,7 +82,7 @@ def render_markdown(result: ScanResult, top: int = 25) -> str:
     lines += ["", f"## Top violations (first {min(top, len(result.violations))} of {result.violations_total})", "",
               "| resource | tag | problem | suggestion |", "|---|---|---|---|"]
     for v in result.violations[:top]:
-        lines.append(f"| `{_md(v.resource_arn)}` | {_md(v.tag_name)} | {_md(v.message)} | {_md(v.suggestion)} |")
+        lines.append(f"| {_md(v.resource_arn)} | {_md(v.tag_name)} | {_md(v.message)} | {_md(v.suggestion)} |")
     if result.data_quality.notes:
         lines += ["", "## Notes", ""] + [f"- {_md(n)}" for n in result.data_quality.notes]
     return "\n".join(lines) + "\n"
