@@ -138,8 +138,8 @@ class RowCounts(BaseModel):
 class CostAttribution(BaseModel):
     """The cost of non-compliance over one cost source. CLI JSON, REST and MCP share this model."""
 
-    source: Literal["focus"] = "focus"
-    source_name: str = Field(description="The FOCUS export's file or folder name (or s3:// URI).")
+    source: Literal["focus", "cost_explorer"] = "focus"
+    source_name: str = Field(description="The FOCUS export's file or folder name (or s3:// URI), or the service.")
     method: Literal["measured", "estimated"] = "measured"
     method_description: str
     metric: str
@@ -159,8 +159,10 @@ class CostAttribution(BaseModel):
     attribution_gap_percentage: float | None = Field(
         description="attribution_gap / taggable_cost x 100 (0 when there is no taggable spend); null when "
                     "taggable spend is negative.")
+    attribution_gap_upper_bound: float | None = Field(default=None, description=(
+        "Estimated sources only: the most the gap can be (attribution_gap is then the least); null when measured."))
     out_of_scope_cost: float = Field(description="Part of attributable_cost no required tag applies to.")
-    rows: RowCounts
+    rows: RowCounts | None = Field(description="Row counts of a FOCUS export; null for Cost Explorer.")
     untaggable_by_reason: dict[str, CostSlice]
     by_tag_key: dict[str, TagKeyGap]
     by_service: dict[str, CostBreakdown]

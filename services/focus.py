@@ -257,6 +257,31 @@ class FocusTable:
             return f"NULLIF(CAST(to_json({_quote(name)}) AS VARCHAR), '{{}}')"
         return _text(_quote(name))
 
+    def resource_totals(self, metric: str) -> tuple[dict[str, Decimal], int, tuple[str, ...]]:
+        """Spend of ``metric`` per ResourceId over the whole export (untaggable charge categories left
+        out), the number of distinct billing periods the export covers, and its currencies. One pass,
+        aggregated in DuckDB: Python sees one row per resource."""
+        self.require(metric)
+
+        def col(name: str) -> str:
+            actual = self.column(name)
+            return _quote(actual) if actual is not None else "NULL"
+
+        untaggable = ", ".join(_literal(c.casefold()) for c in ("Tax", "Credit", "Adjustment"))
+        rows = self._all(f"""
+            SELECT {_text(col("ResourceId"))} AS rid, COALESCE(sum(TRY_CAST({_text(col(metric))} AS {_COST_TYPE})), 0)
+            FROM focus_raw
+            WHERE {_text(col("ResourceId"))} IS NOT NULL
+              AND lower(COALESCE({_text(col("ChargeCategory"))}, '')) NOT IN ({untaggable})
+            GROUP BY 1""")
+        periods, currencies = self._one(f"""
+            SELECT count(DISTINCT TRY_CAST({col("BillingPeriodStart")} AS TIMESTAMPTZ)),
+                   list(DISTINCT {_text(col("BillingCurrency"))}) FILTER (WHERE {_text(col("BillingCurrency"))}
+                                                                           IS NOT NULL)
+            FROM focus_raw""")
+        return ({str(rid): as_decimal(cost) for rid, cost in rows}, max(1, int(periods or 0)),
+                tuple(sorted(currencies or ())))
+
     # -- staging -------------------------------------------------------------------------------
 
     def stage(self, metric: str, row_filter: RowFilter, untaggable_categories: Sequence[str]) -> StageSummary:

@@ -33,6 +33,9 @@ class ScanRequest(BaseModel):
         "'all' also adds the tagging API's long tail of other types (tagged resources only).")
     trigger: Literal["interactive", "scheduled"] = "interactive"
     force_refresh: bool = False
+    store_snapshot: bool = Field(
+        default=False, description="Keep this scan in the compliance history (trends) although it is ad hoc. "
+        "Scheduled daily snapshots always are; other scans are not, so a one-off narrow scan cannot bend the trend.")
 
     @field_validator("accounts", "regions", "resource_types", mode="before")
     @classmethod
@@ -67,6 +70,10 @@ class ViolationOut(BaseModel):
     suggestion: str | None
     rule_id: str
     rule_source: str | None = Field(default=None, description="The policy (and level) the rule came from.")
+    cost_impact_monthly: float | None = Field(default=None, description=(
+        "Monthly spend of the resource this violation leaves unattributable (a required tag missing or "
+        "wrong; 0 for findings that do not affect attribution), measured from the FOCUS export; null when "
+        "no export is configured or it does not cover the resource."))
 
 
 def violation_out(v: Violation) -> ViolationOut:
@@ -174,6 +181,9 @@ class ScanResult(BaseModel):
     created_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    in_history: bool = Field(default=False, description=(
+        "Whether this scan is a point of the compliance history: scheduled snapshots, and ad-hoc scans "
+        "run with store_snapshot."))
 
 
 class ScanSummary(BaseModel):
@@ -186,6 +196,7 @@ class ScanSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     data_quality_status: str | None
+    in_history: bool = False
 
 
 class ViolationPage(BaseModel):
