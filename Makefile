@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 INSPECTOR_DIR := .tools/inspector
 INSPECTOR_VERSION := 2.12.0
 
-.PHONY: venv demo test test-unit lint bench bench-engine bench-pipeline bench-cost clean tools
+.PHONY: venv demo test test-unit lint bench bench-engine bench-pipeline bench-cost bench-suggestions clean tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required"'
@@ -39,7 +39,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy policies scanner services workers api
 
-bench: venv bench-engine bench-pipeline bench-cost
+bench: venv bench-engine bench-pipeline bench-cost bench-suggestions
 
 bench-engine: venv
 	$(PY) -m bench.engine
@@ -50,6 +50,10 @@ bench-pipeline: venv
 # Cost of non-compliance over a 1,000,000-row FOCUS file generated from the shared sample (temp dir).
 bench-cost: venv
 	$(PY) -m bench.cost
+
+# Tag suggestion precision/recall on the demo organization (known tags hidden and asked for back).
+bench-suggestions: venv
+	$(PY) -m bench.suggestions
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
