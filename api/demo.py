@@ -21,9 +21,10 @@ from services.schemas import ScanRequest
 def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[..., None],
              wait: Callable[..., Any], serve: Callable[..., None], console: Console) -> None:
     from api.context import get_runtime
+    from scanner.emulator.demo_costs import write_demo_focus
     from scanner.emulator.demo_estate import seed_demo_organization
     from scanner.emulator.server import EmulatorServer, aws_env
-    from services import scans
+    from services import cost_gap, scans
 
     emulator = EmulatorServer()
     emulator.start()
@@ -39,8 +40,11 @@ def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[...
         shutil.rmtree(home, ignore_errors=True)  # the emulator is new each run, so is its history
         # The demo judges every account by the shipped example policy (the emulated organization's own
         # tag policies can be synced with `policy import-aws` against a real organization).
+        # The emulator bills nothing: a FOCUS export of the seeded resources lets the demo price the gap.
+        focus = write_demo_focus(estate.resources, home / "demo-focus.csv", payer_account=estate.management_account_id)
         settings = Settings(home=home, aws_endpoint_url=emulator.endpoint_url, database_url=None,
-                            accounts=estate.account_ids, regions=list(estate.regions), policy_source="file")
+                            accounts=estate.account_ids, regions=list(estate.regions), policy_source="file",
+                            focus_path=str(focus))
         rt = get_runtime(settings)
         # 'all' walks Organizations ListAccounts and assumes a role into each member, as in a real org.
         request = ScanRequest(accounts="all", regions=list(estate.regions))
@@ -48,6 +52,12 @@ def run_demo(*, once: bool, fmt: Any, port: int, host: str, render: Callable[...
         console.print(f"scan {scan_id} submitted", highlight=False)
         result = wait(rt, scan_id, timeout=900)
         render(rt, result, fmt, None)
+        if str(getattr(fmt, "value", fmt)) == "table":
+            gap = cost_gap.cost_attribution_gap(rt, group_by="account")
+            console.print(f"\n[bold]Cost of non-compliance[/] (demo FOCUS export, {gap.metric}): "
+                          f"{gap.attribution_gap:,.2f} of {gap.taggable_cost:,.2f} USD taggable spend "
+                          f"({gap.attribution_gap_percentage or 0:.1f} %) cannot be attributed; "
+                          "ask get_cost_attribution_gap for more", highlight=False)
         if once:
             return
 

@@ -12,7 +12,7 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from scanner.providers.aws.known_regions import KNOWN_REGIONS
 from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
-from services import metrics
+from services import drift, metrics
 from services.db.models import (
     ResourceRow,
     ScanResourceRow,
@@ -40,6 +40,7 @@ from services.db.models import (
 )
 from services.errors import AppError, InvalidInput, NotFound, Unavailable
 from services.policy_store import active_policy
+from services.resource_costs import with_cost_impact
 from services.runtime import Runtime
 from services.scan_policies import (
     AccountPolicies,
@@ -112,7 +113,7 @@ def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") ->
                                   "(GET /health shows the last sync attempt and why it failed)")
         s.add(ScanRow(id=scan_id, status="queued", request=request.model_dump(mode="json"),
                       policy_id=policy.id, policy_by_account=by_account, requested_by=requested_by,
-                      trigger=request.trigger))
+                      trigger=request.trigger, in_history=request.trigger == "scheduled" or request.store_snapshot))
     try:
         rt.dispatcher.plan_scan(scan_id, interactive=request.trigger == "interactive")
     except Exception as exc:  # the broker is down: leave nothing half-written behind
@@ -349,6 +350,8 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
                    "account_id": r.account_id, "region": r.region, "name": r.name, "tags": dict(r.tags),
                    "attributes": _jsonable(r.attributes), "first_seen": now, "last_seen": now,
                    "last_scan_id": scan_id} for r in resources.values()]
+        # Tags that differ from each resource's previous observation become drift rows (same transaction).
+        latest = drift.record_tag_changes(s, scan_id, shard_id, latest, resource_rows, violation_rows, compiled, now)
         for chunk in _chunks(latest):
             _upsert(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
         shard = s.get(ScanShardRow, shard_id)
@@ -538,12 +541,13 @@ def get_scan(rt: Runtime, scan_id: str, *, violations_limit: int = 25,
             scan_id=scan.id, status=scan.status,  # type: ignore[arg-type]
             compliance_score=scan.compliance_score, total_resources=scan.total_resources,
             in_scope_resources=scan.in_scope_resources, compliant_resources=scan.compliant_resources,
-            violations=page.violations, violations_total=page.total, violations_returned=len(page.violations),
+            violations=with_cost_impact(rt, page.violations, policy_lookup(scan)), violations_total=page.total,
+            violations_returned=len(page.violations),
             next_cursor=page.next_cursor,
             breakdowns=Breakdowns.model_validate(scan.breakdowns or {}), data_quality=dq, progress=progress,
             policy_version=scan.policy_id, policy_by_account=scan.policy_by_account, request=scan.request,
             exemptions=ExemptionSummary.model_validate(scan.exemptions) if scan.exemptions else None,
-            created_at=scan.created_at, finished_at=scan.finished_at, error=scan.error)
+            created_at=scan.created_at, finished_at=scan.finished_at, error=scan.error, in_history=scan.in_history)
 
 
 def list_violations(rt: Runtime, scan_id: str, *, filters: ViolationFilters | None = None,
@@ -551,8 +555,16 @@ def list_violations(rt: Runtime, scan_id: str, *, filters: ViolationFilters | No
     """One page of a scan's violations, ordered errors first, then by ARN and rule (keyset cursor)."""
     _check_scan_id(scan_id)
     with rt.db.session() as s:
-        _get_scan(s, scan_id)
-        return _violation_page(s, scan_id, filters or ViolationFilters(), cursor, limit)
+        scan = _get_scan(s, scan_id)
+        page = _violation_page(s, scan_id, filters or ViolationFilters(), cursor, limit)
+        policy_for = policy_lookup(scan)
+    return page.model_copy(update={"violations": with_cost_impact(rt, page.violations, policy_for)})
+
+
+def policy_lookup(scan: ScanRow) -> Callable[[str], str]:
+    """account id -> the policy version that judged it in ``scan`` (a copy: safe after the session)."""
+    default, by_account = scan.policy_id, dict(scan.policy_by_account or {})
+    return lambda account: by_account.get(account, default)
 
 
 def iter_violations(rt: Runtime, scan_id: str, filters: ViolationFilters | None = None,
@@ -669,7 +681,7 @@ def list_scans(rt: Runtime, *, limit: int = 20, status: str | None = None) -> li
                             compliance_score=r.compliance_score, total_resources=r.total_resources,
                             compliant_resources=r.compliant_resources, trigger=r.trigger,
                             created_at=r.created_at, finished_at=r.finished_at,
-                            data_quality_status=(r.data_quality or {}).get("status"))
+                            data_quality_status=(r.data_quality or {}).get("status"), in_history=r.in_history)
                 for r in s.scalars(q)]
 
 

@@ -164,6 +164,13 @@ def test_focus_prices_untagged_resources_and_violations(embedded_runtime: Any, t
     shown = scans.get_scan(rt, scan_id, violations_limit=100).violations
     assert any(v.cost_impact_monthly == 400 for v in shown)
 
+    from services import exports
+
+    spec = exports.prepare(rt, scan_id=scan_id, format="json", columns=["resource_id", "tag_name",
+                                                                         "cost_impact_monthly"])
+    exported = json.loads(exports.render(rt, spec))["violations"]
+    assert {(r["resource_id"], r["tag_name"]): r["cost_impact_monthly"] for r in exported}[(vol_big, "Owner")] == 400
+
     gap = cost_gap.cost_attribution_gap(rt, group_by="resource_type")
     assert gap.source == "focus" and gap.method == "measured"
     assert gap.untaggable_cost == 99 and gap.taggable_cost == 864 and gap.attribution_gap == 824
