@@ -7,16 +7,19 @@ defaults instead of silently running on them.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.errors import InvalidInput
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "examples" / "default.json"
+_CLOCK_TIME = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
 
 
 class Settings(BaseSettings):
@@ -53,6 +56,17 @@ class Settings(BaseSettings):
         "How often beat re-syncs AWS Organizations tag policies (and how old a sync may be before a CLI "
         "scan or a gateway start syncs again); 0 = only at start-up and on request."))
 
+    # Cost data: a FOCUS export the operator points at, else AWS Cost Explorer. Tools never take a file
+    # path: reading wherever a model points would expose the host's files.
+    focus_path: str | None = Field(default=None, description=(
+        "FOCUS cost export (a local file or folder, or s3://bucket/prefix) that prices resources and the gap."))
+    cost_metric: Literal["EffectiveCost", "BilledCost"] = Field(default="EffectiveCost", description=(
+        "FOCUS column (Cost Explorer: AmortizedCost / UnblendedCost) every figure sums."))
+    cost_explorer: bool = Field(default=True, description=(
+        "Ask AWS Cost Explorer when no FOCUS export is configured (each request costs USD 0.01; answers cached)."))
+    cost_cache_hours: float = Field(default=12.0, ge=0, le=168, description=(
+        "How long Cost Explorer answers are reused (its data refreshes a few times a day); 0 = never reuse."))
+
     # A tool call never blocks past this: common MCP clients time out at 60 s.
     tool_wait_seconds: float = Field(default=45.0, ge=0, le=55)
     # Soft limit lets a shard record why it stopped; the hard limit kills a hung one.
@@ -62,16 +76,70 @@ class Settings(BaseSettings):
     embedded_worker_threads: int = Field(default=4, ge=1, le=32)
     api_call_attempts: int = Field(default=5, ge=1, le=10)
 
+    # History: beat's daily snapshot (a full scan flagged "scheduled") and which scans count in trends.
+    snapshot_time: str = Field(default="02:00", description=(
+        "When beat takes the daily compliance snapshot, HH:MM on a 24-hour clock in snapshot_timezone."))
+    snapshot_timezone: str = Field(default="UTC", description="IANA time zone of snapshot_time, e.g. Europe/Paris.")
+    history_min_coverage: float = Field(default=0.95, ge=0, le=1, description=(
+        "A partial scan (some shards failed) enters history only when at least this share of its shards "
+        "succeeded; below it its counts would read as a drop in resources."))
+
+    # Scheduled audits (services.audit_schedules): beat re-reads the table this often, and notifications.
+    schedule_refresh_seconds: float = Field(default=30.0, ge=1, le=600, description=(
+        "How often beat re-reads the audit_schedules table: a schedule created, changed or deleted through the "
+        "API takes effect within about this delay, without restarting beat."))
+    schedule_notify_wait_minutes: int = Field(default=360, ge=1, le=2880, description=(
+        "How long a scheduled audit waits for its scan to finish before giving up on the notification."))
+    public_url: str | None = Field(default=None, description=(
+        "The gateway's public base URL, e.g. https://finops.example.com; notifications then link to the report."))
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Host names notification webhooks may target (exact, or *.example.com); empty = any host."))
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    notify_attempts: int = Field(default=3, ge=1, le=5, description="Tries per recipient (webhook or SMTP).")
+    smtp_host: str | None = Field(default=None, description="SMTP server for emailed audit reports; unset = no email.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = Field(default="finops-tags@localhost", description="From address of audit emails.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS (port 587).")
+    smtp_ssl: bool = Field(default=False, description="Implicit TLS from the first byte (port 465).")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+
     host: str = "127.0.0.1"
     port: int = 8000
 
-    @field_validator("accounts", "regions", mode="before")
+    @field_validator("accounts", "regions", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         # Environment variables hold "a,b,c", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("snapshot_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if not _CLOCK_TIME.fullmatch(value.strip()):
+            raise ValueError(f"FINOPS_SNAPSHOT_TIME must be HH:MM on a 24-hour clock (00:00 to 23:59), "
+                             f"e.g. 02:00; got {value!r}")
+        hour, minute = value.strip().split(":")
+        return f"{int(hour):02d}:{minute}"
+
+    @field_validator("snapshot_timezone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"FINOPS_SNAPSHOT_TIMEZONE must be an IANA time zone such as UTC or Europe/Paris; "
+                             f"got {value!r}") from None
+        return value
+
+    @property
+    def snapshot_hour_minute(self) -> tuple[int, int]:
+        """``snapshot_time`` as (hour, minute)."""
+        hour, minute = self.snapshot_time.split(":")
+        return int(hour), int(minute)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

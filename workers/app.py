@@ -6,8 +6,9 @@ sent or a worker starts.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from celery import Celery
 from celery.schedules import crontab
@@ -54,10 +55,40 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+class ZonedCrontab(crontab):  # type: ignore[misc]
+    """A crontab read on the clock of one time zone (the app's clock stays UTC for everything else)."""
+
+    def __init__(self, *args: Any, zone: str = "UTC", **kwargs: Any) -> None:
+        self.zone = zone
+        super().__init__(*args, **kwargs)
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.zone)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # beat pickles its schedule entries: keep the zone across the round trip.
+        _cls, args, kwargs = super().__reduce__()
+        return _zoned_crontab, (args, {**(kwargs or {}), "zone": self.zone})
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} {self.zone}>"
+
+
+def _zoned_crontab(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ZonedCrontab:
+    return ZonedCrontab(*args, **kwargs)
+
+
+def snapshot_schedule(settings: Settings) -> ZonedCrontab:
+    """Every day at FINOPS_SNAPSHOT_TIME in FINOPS_SNAPSHOT_TIMEZONE (02:00 UTC by default)."""
+    hour, minute = settings.snapshot_hour_minute
+    return ZonedCrontab(minute=minute, hour=hour, zone=settings.snapshot_timezone)
+
+
 def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    # One beat: the daily snapshot at 02:00 UTC...
+    # One beat: the daily snapshot (scans flagged "scheduled", the points of history's trends)...
     schedule: dict[str, dict[str, Any]] = {
-        "daily-compliance-snapshot": {"task": "scan.scheduled_snapshot", "schedule": crontab(minute=0, hour=2)},
+        "daily-compliance-snapshot": {"task": "scan.scheduled_snapshot", "schedule": snapshot_schedule(settings)},
     }
     # ...and, when organization tag policies govern, a re-sync so policy changes in AWS reach the scans.
     if settings.organization_policies_wanted and settings.policy_sync_minutes > 0:

@@ -67,6 +67,7 @@ class PolicySyncRow(Base):
 
 class ScanRow(Base):
     __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_history", "in_history", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -90,6 +91,8 @@ class ScanRow(Base):
     # What the policies' exemptions did in this scan (schemas.ExemptionSummary), set when it finishes.
     exemptions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # A point of the compliance history (services.history): scheduled snapshots and store_snapshot scans.
+    in_history: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ScanShardRow(Base):
@@ -157,6 +160,46 @@ class ResourceRow(Base):
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     last_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # The state before last_scan_id saw it (None: first sighting). Drift compares against it, so a
+    # redelivered shard of the same scan finds the same baseline again (services.drift).
+    previous_tags: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    previous_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    previous_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ResourceTagChangeRow(Base):
+    """One tag of one resource that differs from the previous observation (drift), keyed by the scan
+    that saw it, so a redelivered shard rewrites the same rows."""
+
+    __tablename__ = "resource_tag_changes"
+    __table_args__ = (
+        Index("ix_tag_changes_observed", "observed_at"),
+        Index("ix_tag_changes_scan_shard", "scan_id", "shard_id"),
+        Index("ix_tag_changes_arn", "arn"),
+    )
+
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    tag_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    shard_id: Mapped[str] = mapped_column(String(200))
+    previous_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    resource_id: Mapped[str] = mapped_column(String(1024))
+    resource_type: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    # added | removed | changed
+    change: Mapped[str] = mapped_column(String(16))
+    old_value: Mapped[str | None] = mapped_column(Text, default=None)
+    new_value: Mapped[str | None] = mapped_column(Text, default=None)
+    # The change happened between these two observations.
+    previous_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    observed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # regression | required_tag_changed | improvement | neutral (services.drift.classify)
+    impact: Mapped[str] = mapped_column(String(24))
+    impact_reason: Mapped[str] = mapped_column(Text)
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    compliant_before: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    compliant_after: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
 
 class ViolationRow(Base):
@@ -199,3 +242,52 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     correlation_id: Mapped[str | None] = mapped_column(String(64), default=None)
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class AuditScheduleRow(Base):
+    """A scheduled compliance audit: when (a 5-field cron in an IANA time zone), what (scan scope) and
+    who hears about it (webhook URLs, email addresses). Beat's DatabaseScheduler re-reads this table;
+    the run task records the outcome of each run here."""
+
+    __tablename__ = "audit_schedules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The effective 5-field cron; frequency/time_of_day keep the peer's daily|weekly|monthly + HH:MM form.
+    cron: Mapped[str] = mapped_column(String(120))
+    frequency: Mapped[str | None] = mapped_column(String(16), default=None)
+    time_of_day: Mapped[str | None] = mapped_column(String(5), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    resource_types: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    accounts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    regions: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    notification_format: Mapped[str] = mapped_column(String(16), default="html")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    created_by: Mapped[str] = mapped_column(String(256), default="local")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Changes of the definition only (a run does not touch it): beat rebuilds an entry when it moves.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # queued | running | succeeded | partial | failed | cancelled | skipped | notified | notify_failed
+    last_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The Celery task id of the last run: a redelivered message finds its own run instead of starting one.
+    last_run_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The scan whose notifications went out: claimed before sending, so no run notifies twice.
+    notified_scan_id: Mapped[str | None] = mapped_column(String(36), default=None)
+
+
+class CostExplorerCacheRow(Base):
+    """A Cost Explorer answer kept for reuse: every request costs USD 0.01 and the data changes a few
+    times a day. ``key`` hashes the account and the exact request parameters."""
+
+    __tablename__ = "cost_explorer_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(64))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
