@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from scanner.providers.aws import registry
 from services.db.models import ScanResourceRow, ScanRow, ViolationRow, utcnow
-from services.errors import InvalidInput, NotFound
+from services.errors import AppError, InvalidInput, NotFound
+from services.resource_costs import CostTarget, monthly_costs
 from services.runtime import Runtime
 from services.schemas import DataQuality, ViolationOut
 
@@ -35,6 +37,8 @@ REPORTABLE_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "cancel
 COST_UNAVAILABLE = ("cost data not available in reports yet: get the spend no tag attributes from a FOCUS cost "
                     "export with `finops-tags cost --focus FILE`")
 NO_COST_BASIS = "no cost data"
+#: Findings that leave a resource's spend unattributable when they concern a required tag.
+_ATTRIBUTION_TYPES = ("missing_required_tag", "invalid_value", "invalid_format", "wrong_key_case")
 
 # Bounds that keep every report (and so every MCP answer carrying one) small whatever the estate.
 MAX_GROUPS = 100
@@ -278,7 +282,71 @@ def build_report(rt: Runtime, *, scan_id: str | None = None, resource_types: Seq
             cost=None, cost_note=COST_UNAVAILABLE,
             recommendations=_recommendations(s, vclauses, summary) if include_recommendations else None,
             sample_violations=_sample_violations(s, vclauses))
+        if rt.settings.focus_path:
+            _add_costs(rt, s, scan, report, rclauses, vclauses)
     return report
+
+
+def _add_costs(rt: Runtime, s: Session, scan: ScanRow, report: ComplianceReport, rclauses: list[Any],
+               vclauses: list[Any]) -> None:
+    """The cost panel and the recommendations' dollars, from the FOCUS export (measured; never estimated).
+
+    A resource's spend is unattributed when a required tag that applies to it is missing or wrong
+    (the cost of non-compliance semantics); a fix "attributes" the spend of the resources whose only
+    such problem it is.
+    """
+    r, v = ScanResourceRow, ViolationRow
+    resources = s.execute(select(r.arn, r.resource_id, r.resource_type, r.account_id).where(*rclauses)).all()
+    try:
+        lookup = monthly_costs(rt, [CostTarget(*row) for row in resources], allow_cost_explorer=False)
+    except AppError as exc:
+        report.cost_note = f"cost data could not be read: {exc.message}"
+        return
+    if not lookup.costs:
+        report.cost_note = "the FOCUS export prices none of this scan's resources (no ResourceId matched)"
+        return
+    policy_for = _policy_for(scan)
+    problems: dict[str, set[tuple[str, str]]] = {}
+    for arn, vt, tag, rtype, account in s.execute(
+            select(v.resource_arn, v.violation_type, v.tag_name, v.resource_type, v.account_id)
+            .where(*vclauses, v.violation_type.in_(_ATTRIBUTION_TYPES))):
+        compiled = rt.policies.get(rt.db, policy_for(account))
+        if any(rule.name == tag and rule.required for rule in compiled.rules_for(rtype)):
+            problems.setdefault(arn, set()).add((vt, tag))
+    currency = next((c.currency for c in lookup.costs.values() if c.currency), None) or "USD"
+    groups: dict[str, list[float]] = {}
+    total = gap = 0.0
+    for arn, _rid, _rtype, account in resources:
+        cost = lookup.costs.get(arn)
+        if cost is None:
+            continue
+        entry = groups.setdefault(account, [0.0, 0.0])
+        entry[0] += cost.monthly_cost
+        total += cost.monthly_cost
+        if arn in problems:
+            entry[1] += cost.monthly_cost
+            gap += cost.monthly_cost
+    report.cost = CostGap(
+        currency=currency, total_cost=round(total, 2), unattributed_cost=round(gap, 2),
+        by_group=sorted((CostGapEntry(key=k, total_cost=round(t, 2), unattributed_cost=round(u, 2))
+                         for k, (t, u) in groups.items()), key=lambda e: (-e.unattributed_cost, e.key))[:MAX_GROUPS],
+        source=f"{Path(str(rt.settings.focus_path)).name}: monthly spend of this scan's resources")
+    priced = sum(1 for row in resources if row[0] in lookup.costs)
+    report.cost_note = (f"{priced} of {len(resources)} resources priced from the FOCUS export; the others have no "
+                        "cost data and count as 0 here")
+    for rec in report.recommendations or []:
+        key = (rec.violation_type, rec.tag_name)
+        attributed = [lookup.costs[arn].monthly_cost for arn, found in problems.items()
+                      if found == {key} and arn in lookup.costs]
+        if key[0] in _ATTRIBUTION_TYPES:
+            rec.estimated_dollars = round(sum(attributed), 2)
+            rec.dollar_impact_basis = (f"monthly spend of the {len(attributed)} priced resource(s) whose only "
+                                       "attribution problem this is (FOCUS export)")
+
+
+def _policy_for(scan: ScanRow) -> Any:
+    default, by_account = scan.policy_id, dict(scan.policy_by_account or {})
+    return lambda account: by_account.get(account, default)
 
 
 def _check_types(s: Session, scan: ScanRow, resource_types: Sequence[str] | None) -> list[str] | None:

@@ -130,13 +130,16 @@ def test_focus_prices_untagged_resources_and_violations(embedded_runtime: Any, t
     hygiene_tags = [{"Key": k, "Value": v} for k, v in {**good, "tempfix": "1"}.items()]
     vol_hygiene = ec2.create_volume(AvailabilityZone="us-east-1a", Size=30, TagSpecifications=[
         {"ResourceType": "volume", "Tags": hygiene_tags}])["VolumeId"]
+    one_missing = [{"Key": k, "Value": v} for k, v in good.items() if k != "Owner"]
+    vol_one = ec2.create_volume(AvailabilityZone="us-east-1a", Size=40, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": one_missing}])["VolumeId"]
     arn = "arn:aws:ec2:us-east-1:123456789012:volume/{}".format
     focus = tmp_path / "focus.csv"
     # Two billing periods: monthly cost = total / 2. CUR names EC2 resources by bare id, other rows by ARN.
     _write_focus(focus, [_row(10, vol_big, 300, {}), _row(11, arn(vol_big), 500, {}),
                          _row(10, vol_small, 10, {}), _row(11, vol_small, 14, {}),
                          _row(11, vol_small, 99, {}, category="Tax"),  # untaggable: not the resource's cost
-                         _row(11, arn(vol_hygiene), 40, good)])
+                         _row(11, arn(vol_hygiene), 40, good), _row(11, vol_one, 60, {})])
     rt.settings = rt.settings.model_copy(update={"focus_path": str(focus)})
     scan_id = scans.submit(rt, ScanRequest(resource_types=["ec2:volume"], regions=["us-east-1"]))
     assert wait_scan(rt, scan_id).status == "succeeded"
@@ -147,8 +150,8 @@ def test_focus_prices_untagged_resources_and_violations(embedded_runtime: Any, t
     assert priced[vol_big] is not None and priced[vol_big].monthly_cost == 400 and priced[vol_big].method == "measured"
     assert priced[vol_small] is not None and priced[vol_small].monthly_cost == 12
     assert priced[vol_unpriced] is None  # unknown, never 0
-    assert [u.resource_id for u in untagged.resources][:2] == [vol_big, vol_small]  # most expensive first
-    assert untagged.monthly_cost_total == 412
+    assert [u.resource_id for u in untagged.resources][:3] == [vol_big, vol_one, vol_small]  # most expensive first
+    assert untagged.monthly_cost_total == 442
     over = findings.untagged_resources(rt, scan_id, min_cost_threshold=100)
     assert [u.resource_id for u in over.resources] == [vol_big] and over.total == 1
     assert any("without cost data" in n for n in over.cost_notes)
@@ -171,9 +174,21 @@ def test_focus_prices_untagged_resources_and_violations(embedded_runtime: Any, t
     exported = json.loads(exports.render(rt, spec))["violations"]
     assert {(r["resource_id"], r["tag_name"]): r["cost_impact_monthly"] for r in exported}[(vol_big, "Owner")] == 400
 
+    from services.report_builder import build_report
+
+    report = build_report(rt, scan_id=scan_id)
+    assert report.cost is not None and report.cost.currency == "USD"
+    # Priced: big 400 + small 12 (missing every required tag), one 30 (missing Owner), hygiene 20 (attributable).
+    assert (report.cost.total_cost, report.cost.unattributed_cost) == (462, 442)
+    assert "4 of 5 resources priced" in (report.cost_note or "")
+    dollars = {r.tag_name: r.estimated_dollars for r in report.recommendations or []
+               if r.violation_type == "missing_required_tag"}
+    # Only vol_one's spend is attributed by one fix alone (adding Owner); the others miss three keys.
+    assert dollars == {"Owner": 30, "CostCenter": 0, "Environment": 0}
+
     gap = cost_gap.cost_attribution_gap(rt, group_by="resource_type")
     assert gap.source == "focus" and gap.method == "measured"
-    assert gap.untaggable_cost == 99 and gap.taggable_cost == 864 and gap.attribution_gap == 824
+    assert gap.untaggable_cost == 99 and gap.taggable_cost == 924 and gap.attribution_gap == 884
 
 
 def test_cost_explorer_estimates_per_resource_costs(embedded_runtime: Any) -> None:
