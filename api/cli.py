@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.schedule_cli import register_schedule_commands
 from services.config import Settings
 from services.errors import AppError, InvalidInput
 from services.schemas import TERMINAL_STATUSES, ScanRequest, ScanResult
@@ -236,6 +237,90 @@ def scan(
 
 @app.command()
 @handle_errors
+def report(
+    scan_id: Annotated[str | None, typer.Option("--scan-id", help="Scan to report on (default: the latest finished).")
+                       ] = None,
+    format: Annotated[str, typer.Option("--format", help="json, csv (every violation), markdown or html.")
+                      ] = "markdown",
+    resource_types: Annotated[str | None, typer.Option(help="Only these comma-separated types.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file.")] = None,
+    recommendations: Annotated[bool, typer.Option("--recommendations/--no-recommendations",
+                                                  help="Include ranked fixes with their score impact.")] = True,
+) -> None:
+    """Compliance report of a finished scan (no cloud calls): summary, trend, breakdowns, offenders, fixes."""
+    from services import report_formats
+
+    report_formats.get_format(format, field="--format")  # a typo fails before the database is opened
+    types = None if resource_types is None else [t.strip() for t in resource_types.split(",")]
+    try:
+        rendered = report_formats.generate(_runtime(_settings()), format=format, scan_id=scan_id,
+                                           resource_types=types, include_recommendations=recommendations)
+    except AppError as exc:  # name the option the user typed, not the service's field
+        exc.field = {"scan_id": "--scan-id", "resource_types": "--resource-types"}.get(exc.field or "", exc.field)
+        raise
+    s = rendered.report.summary
+    err.print(f"report of scan {rendered.report.scan_id} ({rendered.report.scan_status}): score "
+              f"{s.compliance_score:.1%}, {s.violations_total} violations, data quality "
+              f"{rendered.report.data_quality.status}", highlight=False, markup=False)
+    _write_output(rendered.text, output)
+
+
+@app.command()
+@handle_errors
+def export(
+    scan_id: Annotated[str | None, typer.Option("--scan-id", help="Scan to export (default: the latest finished).")
+                       ] = None,
+    format: Annotated[str, typer.Option("--format", help="csv (every cell filled, spreadsheet-safe) or json.")] = "csv",
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns, in order (default: resource_arn ... "
+                                                     "suggestion; also rule_id, rule_source).")] = None,
+    severity: Annotated[str | None, typer.Option(help="all, errors_only or warnings_only.")] = None,
+    resource_types: Annotated[str | None, typer.Option(help="Only these comma-separated types.")] = None,
+    accounts: Annotated[str | None, typer.Option(help="Only these comma-separated account ids.")] = None,
+    regions: Annotated[str | None, typer.Option(help="Only these comma-separated regions.")] = None,
+    tag_names: Annotated[str | None, typer.Option(help="Only violations of these comma-separated tag keys.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the export to this file.")] = None,
+) -> None:
+    """Export every violation of a finished scan as CSV or JSON (no cloud calls), streamed, errors first."""
+    from services import exports
+
+    try:
+        exports.check_options(format=format, columns=columns, severity=severity)  # before the database
+        if output is not None and not output.resolve().parent.is_dir():
+            raise InvalidInput(f"folder '{output.resolve().parent}' does not exist", field="--output",
+                               fix="create the folder or choose another path")
+        rt = _runtime(_settings())
+        # Comma-separated option values are split by the service.
+        spec = exports.prepare(rt, scan_id=scan_id, format=format, columns=columns, severity=severity,
+                               resource_types=resource_types, accounts=accounts, regions=regions, tag_names=tag_names)
+    except AppError as exc:  # name the option the user typed, not the service's field
+        if exc.field in ("scan_id", "format", "columns", "severity", "resource_types", "accounts", "regions",
+                         "tag_names"):
+            exc.field = "--" + exc.field.replace("_", "-")
+        raise
+    err.print(f"exporting {spec.row_count} violations of scan {spec.scan_id} ({spec.scan_status}, data quality "
+              f"{spec.data_quality.status}) as {spec.format}", highlight=False, markup=False)
+    chunks = exports.stream(rt, spec)
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return
+    # Write beside the target and rename: a reader never sees half an export.
+    target = output.resolve()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    err.print(f"wrote {target}")
+
+
+@app.command()
+@handle_errors
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Exit after the report.")] = False,
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format of the report.")] = OutputFormat.table,
@@ -298,6 +383,96 @@ def mcp() -> None:
         threading.Thread(target=lambda: policy_sources.sync_if_due(_runtime(settings), trigger="startup"),
                          daemon=True, name="policy-sync").start()
     build_mcp_server(lambda: _runtime(settings), principal="local").run("stdio")
+
+
+@app.command()
+@handle_errors
+def cost(
+    focus: Annotated[str, typer.Option("--focus", help="FOCUS cost export: CSV, CSV.gz or Parquet file, a folder of "
+                                                        "parts, or an s3:// URI.")],
+    policy: Annotated[Path | None, typer.Option(help="Tagging policy JSON (default: the configured one).")] = None,
+    metric: Annotated[str, typer.Option(help="Cost column: EffectiveCost (amortized) or BilledCost.")] = (
+        "EffectiveCost"),
+    format: Annotated[str, typer.Option("--format", help="Output format: table or json.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
+    currency: Annotated[str | None, typer.Option(help="Count only rows billed in this currency.")] = None,
+    resource_types: Annotated[str | None, typer.Option(help="Comma-separated types (ec2:instance, s3:*).")] = None,
+) -> None:
+    """Cost of non-compliance from a FOCUS export: spend the policy cannot attribute, each row counted once."""
+    from services.cost import attribution_from_focus
+    from services.focus import RowFilter
+
+    if format not in ("table", "json"):
+        raise InvalidInput(f"unknown format '{format}'", field="--format", fix="use table or json")
+    types = [t for t in resource_types.split(",") if t.strip()] if resource_types is not None else None
+    policy_file = _policy_path(policy) or _settings().policy_path
+    try:
+        result = attribution_from_focus(focus, policy_file, metric=metric, resource_types=types,
+                                        row_filter=RowFilter(currency=currency) if currency else None)
+    except InvalidInput as exc:
+        # The service names its parameters; on the command line they are options.
+        if exc.field in ("focus", "metric", "currency", "resource_types"):
+            exc.field = "--" + exc.field.replace("_", "-")
+        raise
+    if format == "json":
+        _write_output(result.model_dump_json(indent=2) + "\n", output)
+    elif output is not None:
+        import io
+
+        capture = Console(file=io.StringIO(), record=True, width=120)
+        print_cost(result, capture)
+        _write_output(capture.export_text(), output)
+    else:
+        print_cost(result, Console())
+
+
+def print_cost(result: Any, console: Console) -> None:
+    """The human view of a CostAttribution: headline figures, then the largest gaps per dimension."""
+    cur = result.currency or ""
+
+    def money(value: float) -> str:
+        return f"{value:,.2f}"
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}%"
+
+    gap_pct = pct(result.attribution_gap_percentage)
+    console.print(f"\n[bold]Cost of non-compliance[/] ({result.metric}, {cur}, {result.method} from "
+                  f"{escape(result.source_name)}, policy {result.policy_version})", highlight=False)
+    head = Table(show_header=False, box=None)
+    head.add_column("", justify="left")
+    head.add_column("", justify="right")
+    head.add_column("", justify="right")
+    head.add_row("total", money(result.total_cost), f"{result.rows.total} rows")
+    head.add_row("untaggable (reported apart)", money(result.untaggable_cost), f"{result.rows.untaggable} rows")
+    head.add_row("taggable", money(result.taggable_cost), f"{result.rows.taggable} rows")
+    head.add_row("  attributable", money(result.attributable_cost), f"{result.rows.attributable} rows")
+    head.add_row("  [bold]attribution gap[/]", f"[bold]{money(result.attribution_gap)}[/]",
+                 f"{result.rows.gap} rows, {gap_pct} of taggable")
+    console.print(head)
+
+    keys = Table(title="Spend failing each required key (overlapping: a row can fail several keys)",
+                 title_justify="left")
+    for col in ("tag key", "gap", "of applicable", "rows", "problems"):
+        keys.add_column(col, justify="left" if col in ("tag key", "problems") else "right")
+    for key, k in result.by_tag_key.items():
+        problems = ", ".join(f"{p} {money(c)}" for p, c in k.by_problem.items())
+        keys.add_row(escape(key), money(k.attribution_gap), pct(k.gap_percentage_of_applicable), str(k.gap_rows),
+                     escape(problems))
+    console.print(keys)
+
+    for title, entries in (("service", result.by_service), ("account", result.by_account),
+                           ("region", result.by_region), ("resource type", result.by_resource_type)):
+        table = Table(title=f"Largest gaps by {title} ({min(len(entries), 10)} of {len(entries)}; --format json "
+                            "lists all)", title_justify="left")
+        for col in (title, "total", "taggable", "gap", "gap %"):
+            table.add_column(col, justify="left" if col == title else "right", overflow="fold")
+        for key, e in list(entries.items())[:10]:
+            table.add_row(escape(key), money(e.total_cost), money(e.taggable_cost), money(e.attribution_gap),
+                          pct(e.attribution_gap_percentage))
+        console.print(table)
+    for note in result.notes:
+        console.print(f"  note: {note}", highlight=False, markup=False)
 
 
 @policy_app.command("validate")
@@ -413,6 +588,9 @@ def db_upgrade() -> None:
     except OperationalError as exc:
         raise Unavailable("the database cannot be reached", fix="check DATABASE_URL") from exc
     typer.echo("database is at the latest schema")
+
+
+register_schedule_commands(app, handle_errors=handle_errors, settings=_settings, runtime=_runtime, err=err)
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services import policy_sources, scans
+from services import audit_schedules, policy_sources, scans
 from services.config import get_settings
-from services.errors import NotFound, Unavailable
+from services.errors import AppError, NotFound, Unavailable
 from services.schemas import ScanRequest
 from workers.app import app
 from workers.runtime import worker_runtime
@@ -89,3 +89,34 @@ def sync_organization_policies() -> str | None:
     """Beat's re-sync of AWS Organizations tag policies (skipped while the last one is fresh)."""
     attempt = policy_sources.sync_if_due(worker_runtime(), trigger="beat")
     return attempt.status if attempt else None
+
+
+# Scheduled audits (services.audit_schedules). Beat's DatabaseScheduler sends audit.run_scheduled; the
+# notification is a follow-up task that checks the scan and re-sends itself with a countdown until the scan
+# is over (a new message, as for shards, since the embedded in-memory broker drops self.retry countdowns).
+# Chosen over a hook in scans.finalize_scan: the scan pipeline stays unaware of schedules, and a lost
+# finalize (readers reconcile lazily) still ends in a notification because get_scan reconciles.
+@app.task(name="audit.run_scheduled", bind=True, max_retries=5, acks_late=True)
+def run_scheduled_audit(self: Task, schedule_id: str, slot: str | None = None) -> str | None:
+    """Start one firing of a schedule (idempotent per slot), then hand over to audit.notify_run."""
+    rt = worker_runtime()
+    try:
+        start = audit_schedules.start_run(rt, schedule_id, slot=slot)
+    except Unavailable as exc:  # database or broker briefly unreachable: the same slot is retried
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+    except AppError as exc:  # e.g. a scope no longer valid: recorded on the schedule (last_error) by start_run
+        log.warning("schedule %s slot %s could not start: %s", schedule_id, slot, exc)
+        return None
+    log.info("schedule %s slot %s: %s", schedule_id, slot, start.reason)
+    if start.scan_id:
+        app.send_task("audit.notify_run", args=[schedule_id, start.scan_id], countdown=5)
+    return start.scan_id
+
+
+@app.task(name="audit.notify_run", acks_late=True)
+def notify_scheduled_audit(schedule_id: str, scan_id: str) -> str:
+    """Notify the schedule's recipients once the run's scan is over (exactly once per run)."""
+    outcome = audit_schedules.notify_when_finished(worker_runtime(), schedule_id, scan_id)
+    if outcome.wait_seconds is not None:
+        app.send_task("audit.notify_run", args=[schedule_id, scan_id], countdown=outcome.wait_seconds)
+    return outcome.status

@@ -17,6 +17,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.http import routes
+from api.http.cost import cost_router
+from api.http.exports import exports_router
+from api.http.history import history_router
+from api.http.reports import reports_router
+from api.http.schedules import schedules_router
+from api.http.suggestions import suggestions_router
 from api.mcp.server import build_mcp_server
 from services import audit, metrics, policy_sources
 from services.errors import AppError
@@ -88,6 +94,12 @@ def create_app(runtime: Callable[[], Runtime], *, host: str = "127.0.0.1") -> Fa
     app.include_router(routes.policy_router)
     app.include_router(routes.resources_router)
     app.include_router(routes.ops_router)
+    app.include_router(history_router)
+    app.include_router(reports_router)
+    app.include_router(suggestions_router)
+    app.include_router(cost_router)
+    app.include_router(schedules_router)
+    app.include_router(exports_router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus(rt: Annotated[Runtime, Depends(routes.get_runtime)]) -> Response:

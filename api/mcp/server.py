@@ -18,8 +18,15 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services import audit, findings, metrics, policy_sources, scans, validation
-from services.errors import AppError, InvalidInput, NotFound, NotImplementedYet
+from api.mcp.cost_tools import register_cost_tools
+from api.mcp.export_tools import register_export_tools
+from api.mcp.history_tools import register_history_tools
+from api.mcp.prompts import register_prompts
+from api.mcp.report_tools import register_report_tools
+from api.mcp.schedule_tools import register_schedule_tools
+from api.mcp.suggestion_tools import register_suggestion_tools
+from services import audit, findings, history, metrics, policy_sources, scans, validation
+from services.errors import AppError, InvalidInput, NotFound
 from services.policy_store import active_policy
 from services.runtime import Runtime
 from services.schemas import (
@@ -158,7 +165,9 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         severity: Annotated[Severity, Field(description=(
             "Which violations to list: all, errors_only or warnings_only. Never changes the score."))] = "all",
         store_snapshot: Annotated[bool, Field(description=(
-            "Kept for compatibility: every scan is stored and feeds history."))] = False,
+            "Also keep this scan in the compliance history (get_violation_history trends). Ad-hoc scans are left "
+            "out of trends unless true; the daily scheduled snapshot always counts. With scan_id: adds that "
+            "existing scan to the history."))] = False,
         force_refresh: Annotated[bool, Field(description=(
             "Kept for compatibility: without scan_id every call runs a fresh scan."))] = False,
         scan_id: Annotated[str | None, Field(description=(
@@ -172,7 +181,8 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         violations with fix suggestions, and data_quality. Long scans answer with status 'running' and a
         scan_id; poll get_scan_status with it."""
         params = {"resource_types": resource_types, "filters": filters.model_dump() if filters else None,
-                  "severity": severity, "scan_id": scan_id, "wait_seconds": wait_seconds}
+                  "severity": severity, "scan_id": scan_id, "wait_seconds": wait_seconds,
+                  "store_snapshot": store_snapshot}
         vfilter = ViolationFilters(severity=_SEVERITY[severity])
 
         async def body() -> ScanResult:
@@ -181,13 +191,16 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
             if sid is None:
                 try:
                     request = _scan_request(resource_types, filters.regions if filters else None,
-                                            filters.accounts if filters else None, force_refresh)
+                                            filters.accounts if filters else None, force_refresh,
+                                            store_snapshot=store_snapshot)
                     sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
                 except InvalidInput as exc:
                     # The services name the request's fields; this tool nests two of them in filters.
                     if exc.field in ("regions", "accounts"):
                         exc.field = f"filters.{exc.field}"
                     raise
+            elif store_snapshot:
+                await anyio.to_thread.run_sync(lambda: history.store_snapshot(rt, sid))
             return await wait_for(ctx, sid, wait_seconds, limit=25, filters=vfilter)
 
         return await _guarded(runtime, principal, "check_tag_compliance", params, body)
@@ -237,8 +250,11 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
         resource_types: Annotated[list[str] | None, Field(description=(
             "Types to check, e.g. ['ec2:instance']. Omit for every supported type."))] = None,
         regions: Annotated[list[str] | None, Field(description="Regions to check. Omit for all.")] = None,
-        include_costs: Annotated[bool, Field(description="Not available in this build; leave false.")] = False,
-        min_cost_threshold: Annotated[float | None, Field(description="Not available in this build.")] = None,
+        include_costs: Annotated[bool, Field(description=(
+            "Add each resource's monthly cost (measured from the FOCUS export, or estimated from Cost Explorer "
+            "service totals; the answer says which) and list the most expensive first."))] = False,
+        min_cost_threshold: Annotated[float | None, Field(ge=0, description=(
+            "Only resources costing at least this much per month (implies include_costs)."))] = None,
         scan_id: Annotated[str | None, Field(description="Read this scan instead of starting one.")] = None,
         wait_seconds: Annotated[float | None, Field(ge=0, description="Wait budget in seconds (0-45).")] = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many resources to list (1-100).")] = 25,
@@ -250,9 +266,6 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                   "min_cost_threshold": min_cost_threshold, "scan_id": scan_id}
 
         async def body() -> findings.UntaggedResources:
-            if include_costs or min_cost_threshold is not None:
-                raise NotImplementedYet("cost data is not available in this build", field="include_costs",
-                                        fix="call again with include_costs=false and no min_cost_threshold")
             rt = await anyio.to_thread.run_sync(runtime)
             request = _scan_request(resource_types, regions, None, False)
             sid = scan_id
@@ -265,7 +278,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
             await wait_for(ctx, sid, wait_seconds, limit=0, filters=ViolationFilters())
             return await anyio.to_thread.run_sync(lambda: findings.untagged_resources(
                 rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
-                regions=regions, limit=limit))
+                regions=regions, limit=limit, include_costs=include_costs, min_cost_threshold=min_cost_threshold))
 
         return await _guarded(runtime, principal, "find_untagged_resources", params, body)
 
@@ -316,6 +329,15 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
 
         return await call("import_aws_tag_policy", {"policy_id": policy_id, "save": save}, run)
 
+    register_report_tools(mcp, runtime, principal, call)
+    register_suggestion_tools(mcp, runtime, principal, call)
+    register_cost_tools(mcp, runtime, principal, call)
+
+    register_history_tools(mcp, runtime, principal, call)
+    register_schedule_tools(mcp, runtime, principal, call)
+    register_export_tools(mcp, runtime, principal, call)
+    register_prompts(mcp, runtime)
+
     @mcp.resource("scan://{scan_id}/summary", mime_type="application/json")
     def scan_summary(scan_id: str) -> str:
         """A finished or running scan's result without the violation list."""
@@ -332,10 +354,10 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
 
 
 def _scan_request(resource_types: list[str] | None, regions: list[str] | None, accounts: list[str] | None,
-                  force_refresh: bool) -> ScanRequest:
+                  force_refresh: bool, *, store_snapshot: bool = False) -> ScanRequest:
     try:
         return ScanRequest(resource_types=resource_types, regions=regions, accounts=accounts,
-                           force_refresh=force_refresh)
+                           force_refresh=force_refresh, store_snapshot=store_snapshot)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "request"

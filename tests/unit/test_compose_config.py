@@ -92,6 +92,8 @@ def test_start_order_and_commands(compose: dict[str, Any]) -> None:
     worker = " ".join(services["worker"]["command"])
     assert worker.startswith("celery -A workers.app worker") and "-Q aws,default" in worker
     assert " ".join(services["beat"]["command"]).startswith("celery -A workers.app beat")
+    # Beat runs the audit schedules stored in the database, not only the static beat_schedule.
+    assert "-S workers.schedule_db:DatabaseScheduler" in " ".join(services["beat"]["command"])
     assert " ".join(services["flower"]["command"]).startswith("celery -A workers.app flower --port=5555")
     assert services["emulator"]["profiles"] == ["emulator"]
     emulator = " ".join(services["emulator"]["command"])
