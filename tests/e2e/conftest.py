@@ -48,6 +48,28 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
 
 # ------------------------------------------------------------------------------------------- emulator
 
+#: Every tool the MCP server lists, with the annotations it must carry: (readOnlyHint, destructiveHint,
+#: idempotentHint). One table for every e2e test; a new tool is added here with its reasons.
+TOOL_ANNOTATIONS: dict[str, tuple[bool, bool, bool]] = {
+    # Starting a scan writes a job row but changes nothing in the cloud; each call starts a new one.
+    "check_tag_compliance": (False, False, False),
+    "find_untagged_resources": (False, False, False),
+    # Syncing the organization twice with nothing changed stores the same versions.
+    "import_aws_tag_policy": (False, False, True),
+    # Schedules are rows of this system: creating one twice makes two; updating and deleting converge.
+    "schedule_compliance_audit": (False, False, False),
+    "update_audit_schedule": (False, False, True),
+    "delete_audit_schedule": (False, True, True),
+    # Everything else reads stored results, the cloud or cost data, and changes nothing.
+    **{name: (True, False, True) for name in (
+        "get_scan_status", "list_scans", "list_violations", "validate_resource_tags", "get_tagging_policy",
+        "generate_compliance_report", "get_violation_history", "detect_tag_drift", "export_violations_csv",
+        "get_cost_attribution_gap", "suggest_tags", "suggest_tags_batch", "list_audit_schedules")},
+}
+TOOLS = frozenset(TOOL_ANNOTATIONS)
+READ_ONLY_TOOLS = frozenset(name for name, (read_only, _, _) in TOOL_ANNOTATIONS.items() if read_only)
+
+
 @dataclass(frozen=True)
 class SeededEmulator:
     endpoint: str

@@ -9,14 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Gateway, SeededEmulator, SyncMcpClient, assert_tool_error, tool_text
+from tests.e2e.conftest import TOOLS, Gateway, SeededEmulator, SyncMcpClient, assert_tool_error, tool_text
 
 pytestmark = pytest.mark.e2e
 
 # Types listed once per account (one "global" shard) whatever regions a scan asks for.
 GLOBAL_TYPES = {"s3:bucket", "cloudfront:distribution", "route53:hostedzone"}
-TOOLS = {"check_tag_compliance", "get_scan_status", "list_scans", "list_violations", "find_untagged_resources",
-         "validate_resource_tags", "get_tagging_policy", "import_aws_tag_policy"}
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, service_missing
-from tests.e2e.conftest import FINOPS_TAGS, Gateway, ServerEnv
+from tests.e2e.conftest import FINOPS_TAGS, TOOLS, Gateway, ServerEnv
 
 pytestmark = pytest.mark.e2e
 
 INSPECTOR = ROOT / ".tools" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
-TOOLS = {"check_tag_compliance", "get_scan_status", "list_scans", "list_violations", "find_untagged_resources",
-         "validate_resource_tags", "get_tagging_policy", "import_aws_tag_policy"}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.conftest import (
+    TOOL_ANNOTATIONS,
+    TOOLS,
     SeededEmulator,
     ServerEnv,
     SyncMcpClient,
@@ -28,9 +30,6 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-TOOLS = {"check_tag_compliance", "get_scan_status", "list_scans", "list_violations", "find_untagged_resources",
-         "validate_resource_tags", "get_tagging_policy", "import_aws_tag_policy"}
-READ_ONLY_TOOLS = {"get_scan_status", "list_scans", "list_violations", "validate_resource_tags", "get_tagging_policy"}
 TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
 MISSING_SCAN = "6f1c9a64-3b8e-4f5e-9a51-1d2a7c1e0b11"
 
@@ -138,10 +137,7 @@ def test_tools_list_describes_every_tool_for_a_model(stdio: StdioServer) -> None
         assert tool.output_schema and tool.output_schema.get("properties"), f"{name} has no outputSchema"
         ann = tool.annotations
         assert ann is not None, name
-        assert ann.read_only_hint is (name in READ_ONLY_TOOLS), name
-        assert ann.destructive_hint is False, name
-        # Syncing the organization twice with nothing changed stores the same versions: idempotent.
-        assert ann.idempotent_hint is (name in READ_ONLY_TOOLS or name == "import_aws_tag_policy"), name
+        assert (ann.read_only_hint, ann.destructive_hint, ann.idempotent_hint) == TOOL_ANNOTATIONS[name], name
     # Parameter names stay compatible with the existing open-source tag-compliance server.
     props = {name: set(t.input_schema.get("properties", {})) for name, t in tools.items()}
     assert {"resource_types", "filters", "severity", "store_snapshot", "force_refresh"} <= props["check_tag_compliance"]
@@ -400,9 +396,8 @@ def test_summary_resource_of_an_unknown_scan_names_the_problem(stdio: StdioServe
     pytest.param("list_violations", {"scan_id": MISSING_SCAN}, ["does not exist"], id="violations-unknown-scan"),
     pytest.param("list_violations", {"scan_id": MISSING_SCAN, "limit": 1000}, ["limit", "100"],
                  id="page-too-large"),
-    pytest.param("find_untagged_resources", {"include_costs": True}, ["include_costs", "not available"],
-                 id="include-costs"),
-    pytest.param("find_untagged_resources", {"min_cost_threshold": 10}, ["not available"], id="cost-threshold"),
+    pytest.param("find_untagged_resources", {"min_cost_threshold": -10}, ["min_cost_threshold"],
+                 id="negative-cost-threshold"),
     pytest.param("list_scans", {"status": "exploded"}, ["status"], id="bad-status"),
     # Arguments a tool does not have would otherwise be dropped, silently widening the scan.
     pytest.param("find_untagged_resources", {"accounts": ["123456789012"]}, ["accounts", "regions"],
