@@ -33,7 +33,7 @@ from policies.engine import CompiledRule, compile_policy
 from policies.policy import Policy
 from services.cost import CostAttribution, CostBreakdown, TagKeyGap
 from services.db.models import CostExplorerCacheRow, utcnow
-from services.errors import InvalidInput, Unavailable
+from services.errors import AppError, InvalidInput, Unavailable
 from services.runtime import Runtime
 
 #: FOCUS metric -> Cost Explorer metric.
@@ -92,6 +92,10 @@ class CostExplorer:
         """``GetCostAndUsage`` with every page merged (ResultsByTime joined), from the cache when fresh."""
         return self._cached("GetCostAndUsage", params)
 
+    def get_cost_and_usage_with_resources(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``GetCostAndUsageWithResources`` (resource-level, opt-in, last 14 days), pages merged, cached."""
+        return self._cached("GetCostAndUsageWithResources", params)
+
     def _cached(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -134,7 +138,9 @@ class CostExplorer:
                     raise InvalidInput(f"Cost Explorer answered {code}", field="credentials",
                                        fix="grant ce:GetCostAndUsage to the gateway's role in the payer account, or "
                                            "configure a FOCUS export (FINOPS_FOCUS_PATH)") from None
-                if code == "DataUnavailableException":
+                if code == "DataUnavailableException" or (
+                        operation == "GetCostAndUsageWithResources" and code in ("ValidationException",
+                                                                               "OptInRequiredException")):
                     raise Unavailable("Cost Explorer has no data for this period yet",
                                       fix="ask for an earlier period; new accounts get data within 24 hours") from None
                 raise Unavailable(f"Cost Explorer call failed: {code}", fix="retry later") from None
@@ -353,3 +359,44 @@ def service_monthly_totals(rt: Runtime, *, start: date, end: date, metric: str =
     for (account, service, *_), amount in _groups(response, ce_metric):
         totals[(account, service)] += amount / months
     return dict(totals), ce.usage
+
+
+#: Days of resource-level data Cost Explorer keeps (GetCostAndUsageWithResources).
+RESOURCE_LEVEL_DAYS = 14
+
+
+def resource_level_monthly(rt: Runtime, services: Sequence[str], accounts: Sequence[str], *,
+                           metric: str = "EffectiveCost") -> tuple[dict[str, float], int, CostExplorerUsage]:
+    """Monthly spend per Cost Explorer RESOURCE_ID (an ARN or a bare EC2 id) of ``services`` in ``accounts``:
+    the last full days of resource-level data (up to 14) scaled to 30 days. A service without
+    resource-level data is skipped; Unavailable (the first service's reason) when none has any."""
+    ce = CostExplorer(rt)
+    ce_metric = CE_METRICS[metric]
+    end = utcnow().date()
+    start = end - timedelta(days=RESOURCE_LEVEL_DAYS - 1)  # the oldest day may fall outside the window
+    spend: dict[str, float] = defaultdict(float)
+    days: set[str] = set()
+    failures: list[AppError] = []
+    wanted = sorted(set(services))
+    for service in wanted:
+        filters: list[dict[str, Any]] = [{"Dimensions": {"Key": "SERVICE", "Values": [service]}}]
+        if accounts:
+            filters.append({"Dimensions": {"Key": "LINKED_ACCOUNT", "Values": sorted(set(accounts))}})
+        try:
+            response = ce.get_cost_and_usage_with_resources({
+                "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()}, "Granularity": "DAILY",
+                "Metrics": [ce_metric], "GroupBy": [{"Type": "DIMENSION", "Key": "RESOURCE_ID"}],
+                "Filter": filters[0] if len(filters) == 1 else {"And": filters}})
+        except AppError as exc:  # this service has no resource-level data (not opted in, or none yet)
+            failures.append(exc)
+            continue
+        for period in response.get("ResultsByTime", []):
+            days.add(str((period.get("TimePeriod") or {}).get("Start")))
+            for group in period.get("Groups", []):
+                keys = group.get("Keys") or [""]
+                if keys[0]:
+                    spend[keys[0]] += _amount(group.get("Metrics", {}), ce_metric)
+    if failures and len(failures) == len(wanted):
+        raise failures[0]
+    n_days = max(1, len(days))
+    return {rid: amount * 30.0 / n_days for rid, amount in spend.items()}, n_days, ce.usage

@@ -4,9 +4,11 @@
   left out) divided by the billing periods the export covers; a resource is matched by its ARN or its
   bare id (CUR reports EC2 usage under ``i-...``, ``vol-...``). ``method`` is ``measured``. The export is
   read once per file version (path, size, modification time) and kept in memory.
-* Cost Explorer (no FOCUS export, ``FINOPS_COST_EXPLORER`` on): last full month's spend of the service in
-  the resource's account, divided evenly over the resources of that service the latest scans found
-  there. ``method`` is ``estimated`` and ``basis`` says so: it is an average, never a measurement.
+* Cost Explorer (no FOCUS export, ``FINOPS_COST_EXPLORER`` on): resource-level data where the payer
+  account has opted in to it (``GetCostAndUsageWithResources``: the last 14 days scaled to 30;
+  ``measured``); for the other resources, last full month's spend of the service in the resource's
+  account divided evenly over the resources of that service the latest scans found there. ``method``
+  is then ``estimated`` and ``basis`` says so: it is an average, never a measurement.
 
 Resources with no cost data get no entry; callers say "unknown", never 0.
 """
@@ -26,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from services.cost_explorer import SERVICE_PREFIXES, service_monthly_totals
+from services.cost_explorer import SERVICE_PREFIXES, resource_level_monthly, service_monthly_totals
 from services.db.models import ResourceRow, utcnow
 from services.errors import AppError
 from services.focus import open_focus
@@ -116,6 +118,38 @@ def _from_focus(rt: Runtime, targets: Sequence[CostTarget]) -> CostLookup:
 
 
 def _from_cost_explorer(rt: Runtime, targets: Sequence[CostTarget]) -> CostLookup:
+    """Resource-level data where the account has opted in (measured), else service averages (estimated)."""
+    measured, notes = _resource_level(rt, targets)
+    rest = [t for t in targets if t.arn not in measured]
+    if not rest:
+        return CostLookup(measured, "cost_explorer", notes)
+    estimated = _service_averages(rt, rest)
+    return CostLookup({**estimated.costs, **measured}, estimated.source or "cost_explorer", notes + estimated.notes)
+
+
+def _resource_level(rt: Runtime, targets: Sequence[CostTarget]) -> tuple[dict[str, ResourceCost], list[str]]:
+    services = sorted({svc for t in targets for svc, prefixes in SERVICE_PREFIXES.items()
+                       if t.resource_type.split(":", 1)[0] in prefixes})
+    if not services:
+        return {}, []
+    try:
+        by_id, days, usage = resource_level_monthly(rt, services, sorted({t.account_id for t in targets}),
+                                                    metric=rt.settings.cost_metric)
+    except AppError as exc:
+        return {}, [f"resource-level Cost Explorer data unavailable ({exc.message}); enable it in Cost Explorer "
+                    "settings for measured per-resource costs"]
+    costs: dict[str, ResourceCost] = {}
+    for t in targets:
+        found = [by_id[k] for k in dict.fromkeys((t.arn, t.resource_id)) if k in by_id]
+        if found:
+            costs[t.arn] = ResourceCost(
+                monthly_cost=round(sum(found), 6), currency="USD", method="measured", source="cost_explorer",
+                basis=f"Cost Explorer resource-level data: the last {days} day(s) scaled to 30")
+    return costs, [f"resource-level Cost Explorer data priced {len(costs)} of {len(targets)} resource(s) "
+                   f"({usage.requests} request(s), {usage.from_cache} from the cache)"]
+
+
+def _service_averages(rt: Runtime, targets: Sequence[CostTarget]) -> CostLookup:
     end = utcnow().date().replace(day=1)
     start = (end - timedelta(days=1)).replace(day=1)
     accounts = sorted({t.account_id for t in targets})

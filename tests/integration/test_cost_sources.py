@@ -205,3 +205,44 @@ def test_cost_explorer_estimates_per_resource_costs(embedded_runtime: Any) -> No
     assert lookup.source == "cost_explorer"
     cost = lookup.costs["arn:aws:s3:::cost-a"]
     assert cost.monthly_cost == 20 and cost.method == "estimated" and "divided evenly" in cost.basis
+
+
+class _StubbedAws:
+    """Stands in for the session factory where the emulator cannot: moto has no resource-level Cost Explorer."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def caller_account(self) -> str:
+        return "123456789012"
+
+    def client(self, _account: str, _service: str, _region: str) -> Any:
+        return self._client
+
+
+def test_cost_explorer_resource_level_data_is_measured(embedded_runtime: Any) -> None:
+    from dataclasses import replace
+    from datetime import date, timedelta
+
+    from botocore.stub import ANY, Stubber
+
+    client = boto3.client("ce", region_name="us-east-1")
+    stub = Stubber(client)
+    days = [date.today() - timedelta(days=d) for d in (2, 1)]
+    stub.add_response("get_cost_and_usage_with_resources", {"ResultsByTime": [
+        {"TimePeriod": {"Start": day.isoformat(), "End": (day + timedelta(days=1)).isoformat()}, "Estimated": False,
+         "Groups": [{"Keys": ["i-0abc"], "Metrics": {"AmortizedCost": {"Amount": "2.5", "Unit": "USD"}}},
+                    {"Keys": ["i-0def"], "Metrics": {"AmortizedCost": {"Amount": "1.0", "Unit": "USD"}}}]}
+        for day in days]}, {"TimePeriod": ANY, "Granularity": "DAILY", "Metrics": ["AmortizedCost"],
+                            "GroupBy": [{"Type": "DIMENSION", "Key": "RESOURCE_ID"}], "Filter": ANY})
+    # The second service the EC2 prefix maps to ("EC2 - Other") is not opted in: that is not an error.
+    stub.add_client_error("get_cost_and_usage_with_resources", service_error_code="DataUnavailableException")
+    rt = replace(embedded_runtime, _aws=_StubbedAws(client))
+    with stub:
+        lookup = monthly_costs(rt, [
+            CostTarget("arn:aws:ec2:us-east-1:123456789012:instance/i-0abc", "i-0abc", "ec2:instance", "123456789012"),
+        ])
+    cost = lookup.costs["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"]
+    assert cost.method == "measured" and cost.source == "cost_explorer"
+    assert cost.monthly_cost == 75.0  # 2 days x 2.5 -> 5.0 over 2 days, scaled to 30 days
+    stub.assert_no_pending_responses()
