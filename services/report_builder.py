@@ -26,6 +26,7 @@ from services.db.models import ScanResourceRow, ScanRow, ViolationRow, utcnow
 from services.errors import AppError, InvalidInput, NotFound
 from services.resource_costs import CostTarget, monthly_costs
 from services.runtime import Runtime
+from services.scans import policy_lookup
 from services.schemas import DataQuality, ViolationOut
 
 #: Scans a report is built from when no scan id is given ("the latest finished scan").
@@ -305,7 +306,7 @@ def _add_costs(rt: Runtime, s: Session, scan: ScanRow, report: ComplianceReport,
     if not lookup.costs:
         report.cost_note = "the FOCUS export prices none of this scan's resources (no ResourceId matched)"
         return
-    policy_for = _policy_for(scan)
+    policy_for = policy_lookup(scan)
     problems: dict[str, set[tuple[str, str]]] = {}
     for arn, vt, tag, rtype, account in s.execute(
             select(v.resource_arn, v.violation_type, v.tag_name, v.resource_type, v.account_id)
@@ -343,10 +344,6 @@ def _add_costs(rt: Runtime, s: Session, scan: ScanRow, report: ComplianceReport,
             rec.dollar_impact_basis = (f"monthly spend of the {len(attributed)} priced resource(s) whose only "
                                        "attribution problem this is (FOCUS export)")
 
-
-def _policy_for(scan: ScanRow) -> Any:
-    default, by_account = scan.policy_id, dict(scan.policy_by_account or {})
-    return lambda account: by_account.get(account, default)
 
 
 def _check_types(s: Session, scan: ScanRow, resource_types: Sequence[str] | None) -> list[str] | None:

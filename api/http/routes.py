@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from services import findings, policy_sources, scans, validation
+from services import findings, policy_sources, policy_validation, scans, validation
 from services.db.models import AccountPolicyRow, ScanRow, ScanShardRow
 from services.errors import AppError
 from services.policy_store import active_policy
@@ -97,6 +97,17 @@ class PolicyOut(BaseModel):
     version_label: str
     source: str
     policy: dict[str, Any]
+
+
+class ValidatePolicyBody(BaseModel):
+    policy: dict[str, Any] | str = Field(description="The policy document (object or JSON text).")
+    target: Literal["aws", "azure", "gcp"] | None = None
+
+
+@policy_router.post("/validate", response_model=policy_validation.PolicyValidation)
+def validate_policy(body: ValidatePolicyBody) -> policy_validation.PolicyValidation:
+    """Validate and lint a policy document; every problem with its location and fix (nothing is saved)."""
+    return policy_validation.validate_policy_content(body.policy, target=body.target)
 
 
 @policy_router.get("", response_model=PolicyOut)

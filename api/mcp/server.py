@@ -25,7 +25,7 @@ from api.mcp.prompts import register_prompts
 from api.mcp.report_tools import register_report_tools
 from api.mcp.schedule_tools import register_schedule_tools
 from api.mcp.suggestion_tools import register_suggestion_tools
-from services import audit, findings, history, metrics, policy_sources, scans, validation
+from services import audit, findings, history, metrics, policy_sources, policy_validation, scans, validation
 from services.errors import AppError, InvalidInput, NotFound
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -337,6 +337,22 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
     register_schedule_tools(mcp, runtime, principal, call)
     register_export_tools(mcp, runtime, principal, call)
     register_prompts(mcp, runtime)
+
+    @_tool(mcp, ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                open_world_hint=False))
+    async def validate_tagging_policy(
+        policy: Annotated[dict[str, Any] | str, Field(description=(
+            "The tagging policy document: a JSON object (or its JSON text) in this server's format, with "
+            "required_tags, optional_tags, tag_naming_rules and optionally exemptions, tag_aliases, overrides."))],
+        target: Annotated[Literal["aws", "azure", "gcp"] | None, Field(description=(
+            "Also check the tag limits of this cloud (GCP labels are stricter)."))] = None,
+    ) -> policy_validation.PolicyValidation:
+        """Validate and lint a tagging policy before using it: every problem with its location (JSON path,
+        and line/column for JSON text) and the fix: schema errors, invalid regexes, keys differing only by
+        case, allowed values failing their own format, unknown resource types, rules that can never be
+        satisfied, expired exemptions, and the target cloud's limits. Nothing is saved or changed."""
+        return await call("validate_tagging_policy", {"target": target},
+                          lambda: policy_validation.validate_policy_content(policy, target=target))
 
     @mcp.resource("scan://{scan_id}/summary", mime_type="application/json")
     def scan_summary(scan_id: str) -> str:

@@ -64,7 +64,8 @@ TOOL_ANNOTATIONS: dict[str, tuple[bool, bool, bool]] = {
     **{name: (True, False, True) for name in (
         "get_scan_status", "list_scans", "list_violations", "validate_resource_tags", "get_tagging_policy",
         "generate_compliance_report", "get_violation_history", "detect_tag_drift", "export_violations_csv",
-        "get_cost_attribution_gap", "suggest_tags", "suggest_tags_batch", "list_audit_schedules")},
+        "get_cost_attribution_gap", "suggest_tags", "suggest_tags_batch", "list_audit_schedules",
+        "validate_tagging_policy")},
 }
 TOOLS = frozenset(TOOL_ANNOTATIONS)
 READ_ONLY_TOOLS = frozenset(name for name, (read_only, _, _) in TOOL_ANNOTATIONS.items() if read_only)

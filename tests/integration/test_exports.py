@@ -17,7 +17,7 @@ import pytest
 from services import exports, scans
 from services.errors import InvalidInput, NotFound
 from services.schemas import ScanRequest, ScanResult, ViolationOut
-from tests.integration.conftest import wait_scan
+from tests.integration.conftest import member_volume, module_runtime, wait_scan
 
 pytestmark = pytest.mark.integration
 
@@ -43,55 +43,20 @@ class Scanned:
         return self.result.scan_id
 
 
-def _seed_formula_volume(endpoint: str, account_id: str, region: str) -> str:
-    """An EBS volume in a member account whose tag values are spreadsheet formulas."""
-    from scanner.emulator.demo_estate import MEMBER_ROLE_NAME
-    from scanner.emulator.server import fake_credentials, make_session
-
-    sts = make_session(fake_credentials(region)).client("sts", endpoint_url=endpoint)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/{MEMBER_ROLE_NAME}",
-                            RoleSessionName="export-test")["Credentials"]
-    session = make_session({"aws_access_key_id": creds["AccessKeyId"],
-                            "aws_secret_access_key": creds["SecretAccessKey"],
-                            "aws_session_token": creds["SessionToken"], "region_name": region})
-    ec2 = session.client("ec2", endpoint_url=endpoint)
-    volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=1, TagSpecifications=[
-        {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in FORMULAS.items()]}])
-    return f"arn:aws:ec2:{region}:{account_id}:volume/{volume['VolumeId']}"
-
-
 @pytest.fixture(scope="module")
 def scanned(emulator: Any, embedded_worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scanned]:
     """One seeded and scanned organization for the whole module: exports only read the database."""
     from scanner.emulator.demo_estate import seed_demo_organization
-    from scanner.emulator.server import aws_env
-    from services.config import Settings
-    from services.db.engine import Database
-    from services.db.migrate import upgrade
-    from services.runtime import Runtime
-    from workers.app import app
-    from workers.dispatch import CeleryDispatcher
-    from workers.runtime import use_runtime
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in aws_env(emulator.endpoint_url).items():
-            mp.setenv(key, value)
-        emulator.reset()
-        settings = Settings(home=tmp_path_factory.mktemp("exports"), aws_endpoint_url=emulator.endpoint_url,
-                            policy_source="file")
-        upgrade(settings.effective_database_url)
-        rt = Runtime(settings=settings, db=Database(settings.effective_database_url),
-                     dispatcher=CeleryDispatcher(app))
-        use_runtime(rt)
+    with module_runtime(emulator, tmp_path_factory.mktemp("exports")) as rt:
         org = seed_demo_organization(emulator.endpoint_url, scale=0.34)
-        hostile = _seed_formula_volume(emulator.endpoint_url, org.member_account_ids[0], org.regions[0])
+        # An EBS volume in a member account whose tag values are spreadsheet formulas.
+        hostile = member_volume(emulator.endpoint_url, org.member_account_ids[0], org.regions[0], FORMULAS,
+                                session_name="export-test")
         scan_id = scans.submit(rt, ScanRequest(accounts=list(org.member_account_ids), regions=list(org.regions)))
         result = wait_scan(rt, scan_id, timeout=180)
         assert result.status == "succeeded", result.data_quality
-        try:
-            yield Scanned(rt, org, result, hostile, list(scans.iter_violations(rt, scan_id)))
-        finally:
-            rt.db.dispose()
+        yield Scanned(rt, org, result, hostile, list(scans.iter_violations(rt, scan_id)))
 
 
 def _guarded(value: str) -> str:

@@ -105,3 +105,13 @@ def test_operations_endpoints(client: Any) -> None:
     assert "/v1/scans" in client.get("/openapi.json").json()["paths"]
     redirect = client.post("/mcp", follow_redirects=False)
     assert redirect.status_code == 307 and redirect.headers["location"].endswith("/mcp/")
+
+
+def test_policy_validate_endpoint(client: Any) -> None:
+    ok = client.post("/v1/policy/validate", json={"policy": {"required_tags": [{"name": "CostCenter"}]}})
+    assert ok.status_code == 200 and ok.json()["valid"] is True and ok.json()["version"]
+    bad = client.post("/v1/policy/validate", json={"policy": '{"required_tags": [{"name": ""}]}', "target": "gcp"})
+    assert bad.status_code == 200 and bad.json()["valid"] is False
+    assert bad.json()["findings"][0]["location"].startswith("required_tags[0]")
+    wrong = client.post("/v1/policy/validate", json={"policy": {}, "target": "oracle"})
+    assert wrong.status_code == 422 and "target" in wrong.text

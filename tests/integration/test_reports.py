@@ -27,7 +27,7 @@ from services.errors import InvalidInput, NotFound
 from services.report_builder import COST_UNAVAILABLE, ComplianceReport, build_report
 from services.schemas import ScanRequest, ScanResult
 from tests.conftest import service_missing
-from tests.integration.conftest import wait_scan
+from tests.integration.conftest import member_volume, wait_scan
 
 pytestmark = pytest.mark.integration
 
@@ -50,25 +50,6 @@ class Scanned:
         return self.result.scan_id
 
 
-def _seed_hostile_volume(endpoint: str, account_id: str, region: str) -> str:
-    """An EBS volume in a member account whose tags are attacks on the report formats."""
-    from scanner.emulator.demo_estate import MEMBER_ROLE_NAME
-    from scanner.emulator.server import fake_credentials, make_session
-
-    sts = make_session(fake_credentials(region)).client("sts", endpoint_url=endpoint)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/{MEMBER_ROLE_NAME}",
-                            RoleSessionName="report-test")["Credentials"]
-    session = make_session({"aws_access_key_id": creds["AccessKeyId"],
-                            "aws_secret_access_key": creds["SecretAccessKey"],
-                            "aws_session_token": creds["SessionToken"], "region_name": region})
-    ec2 = session.client("ec2", endpoint_url=endpoint)
-    tags = [{"Key": "Name", "Value": HOSTILE_NAME}, {"Key": "CostCenter", "Value": SCRIPT},
-            {"Key": "Owner", "Value": FORMULA}, {"Key": "Environment", "Value": MARKDOWN}]
-    volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=1,
-                               TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])
-    return f"arn:aws:ec2:{region}:{account_id}:volume/{volume['VolumeId']}"
-
-
 def _scan(rt: Any, estate: Any, **kw: Any) -> ScanResult:
     request = ScanRequest(accounts=list(estate.member_account_ids), regions=list(estate.regions),
                           resource_types=sorted(estate.resource_types), **kw)
@@ -83,7 +64,10 @@ def scanned(embedded_runtime: Any) -> Scanned:
 
     rt = embedded_runtime
     estate = seed_small_estate(rt.settings.aws_endpoint_url)
-    arn = _seed_hostile_volume(rt.settings.aws_endpoint_url, estate.member_account_ids[0], estate.regions[0])
+    # An EBS volume in a member account whose tags are attacks on the report formats.
+    tags = {"Name": HOSTILE_NAME, "CostCenter": SCRIPT, "Owner": FORMULA, "Environment": MARKDOWN}
+    arn = member_volume(rt.settings.aws_endpoint_url, estate.member_account_ids[0], estate.regions[0], tags,
+                        session_name="report-test")
     return Scanned(rt, estate, _scan(rt, estate), arn)
 
 

@@ -13,7 +13,7 @@ from services import scans, suggestions
 from services.config import DEFAULT_POLICY_PATH
 from services.errors import InvalidInput, NotFound
 from services.schemas import ScanRequest
-from tests.integration.conftest import wait_scan
+from tests.integration.conftest import module_runtime, wait_scan
 
 pytestmark = pytest.mark.integration
 
@@ -23,32 +23,12 @@ def scanned(emulator: Any, embedded_worker: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, str]]:
     """One seeded and scanned organization for the whole module: suggestions only read the database."""
     from scanner.emulator.demo_estate import seed_demo_organization
-    from scanner.emulator.server import aws_env
-    from services.config import Settings
-    from services.db.engine import Database
-    from services.db.migrate import upgrade
-    from services.runtime import Runtime
-    from workers.app import app
-    from workers.dispatch import CeleryDispatcher
-    from workers.runtime import use_runtime
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in aws_env(emulator.endpoint_url).items():
-            mp.setenv(key, value)
-        emulator.reset()
-        settings = Settings(home=tmp_path_factory.mktemp("suggestions"), aws_endpoint_url=emulator.endpoint_url,
-                            policy_source="file")
-        upgrade(settings.effective_database_url)
-        rt = Runtime(settings=settings, db=Database(settings.effective_database_url),
-                     dispatcher=CeleryDispatcher(app))
-        use_runtime(rt)
+    with module_runtime(emulator, tmp_path_factory.mktemp("suggestions")) as rt:
         org = seed_demo_organization(emulator.endpoint_url, scale=0.34)
         scan_id = scans.submit(rt, ScanRequest(accounts=list(org.member_account_ids), regions=list(org.regions)))
         assert wait_scan(rt, scan_id, timeout=180).status == "succeeded"
-        try:
-            yield rt, org, scan_id
-        finally:
-            rt.db.dispose()
+        yield rt, org, scan_id
 
 
 def _valid(tags: dict[str, str], name: str) -> bool:
