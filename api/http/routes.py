@@ -83,8 +83,12 @@ def list_violations(
 @scans_router.get("/{scan_id}/untagged", response_model=findings.UntaggedResources)
 def untagged(rt: RuntimeDep, scan_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
              resource_type: Annotated[list[str] | None, Query()] = None,
-             region: Annotated[list[str] | None, Query()] = None) -> findings.UntaggedResources:
-    return findings.untagged_resources(rt, scan_id, resource_types=resource_type, regions=region, limit=limit)
+             region: Annotated[list[str] | None, Query()] = None,
+             include_costs: Annotated[bool, Query(description="Add each resource's monthly cost.")] = False,
+             min_cost_threshold: Annotated[float | None, Query(ge=0, description=(
+                 "Only resources costing at least this much per month."))] = None) -> findings.UntaggedResources:
+    return findings.untagged_resources(rt, scan_id, resource_types=resource_type, regions=region, limit=limit,
+                                       include_costs=include_costs, min_cost_threshold=min_cost_threshold)
 
 
 @scans_router.post("/{scan_id}/cancel", response_model=ScanResult)
