@@ -38,6 +38,7 @@ from services.db.models import AuditScheduleRow, ScanRow, utcnow
 from services.errors import AppError, InvalidInput, NotFound
 from services.runtime import Runtime
 from services.schemas import TERMINAL_STATUSES, ScanRequest
+from services.webhooks import WebhookRefused, check_webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -286,28 +287,39 @@ def check_recipients(settings: Settings, recipients: Sequence[str] | None, *, ch
 
 
 def _check_webhook(settings: Settings, url: str) -> None:
+    scheme, host = "", ""
     try:
         parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         _ = parts.port  # raises on a malformed port
     except ValueError:
         host = ""
-    if parts.scheme.lower() not in ("http", "https") or not host:
+    if scheme not in ("http", "https") or not host:
         raise InvalidInput(f"'{mask(url)}' is not a usable webhook URL", field="recipients",
                            fix="give a full URL such as https://hooks.slack.com/services/T000/B000/XXXX")
-    allowed = [h.lower() for h in settings.webhook_allowed_hosts]
-    if allowed and not any(host == a or (a.startswith("*.") and host.endswith(a[1:])) for a in allowed):
-        raise InvalidInput(f"webhook host '{host}' is not allowed on this server", field="recipients",
-                           fix="use a host listed in FINOPS_WEBHOOK_ALLOWED_HOSTS: " + ", ".join(allowed))
+    try:
+        # The same checks as at delivery, so a bad target is refused when the schedule is saved.
+        check_webhook_target(settings, url, resolve=False)
+    except WebhookRefused as exc:
+        raise InvalidInput(f"webhook '{mask(url)}' cannot be used: {exc}", field="recipients",
+                           fix="give an https URL of a public webhook service, e.g. "
+                               "https://hooks.slack.com/services/T000/B000/XXXX") from None
 
 
 def mask(recipient: str) -> str:
     """A webhook URL without its secret path (Slack's URL is the credential); emails unchanged."""
     if not is_webhook(recipient):
         return recipient
-    parts = urlsplit(recipient)
+    try:
+        parts = urlsplit(recipient)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unparsable URL)"
+    # Built from host and port, never netloc: user:password@ in a URL must not reach answers or logs.
     tail = parts.path.rstrip("/")[-4:]
-    return f"{parts.scheme}://{parts.netloc}/…{tail}" if tail else f"{parts.scheme}://{parts.netloc}/"
+    base = f"{parts.scheme}://{host}{port}/"
+    return f"{base}…{tail}" if tail else base
 
 
 def _format(notification_format: str | None) -> tuple[str, str | None]:

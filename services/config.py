@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "The gateway's public base URL, e.g. https://finops.example.com; notifications then link to the report."))
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Host names notification webhooks may target (exact, or *.example.com); empty = any host."))
+    webhook_allow_private_hosts: bool = Field(default=False, description=(
+        "Let webhooks reach loopback, private, link-local and metadata addresses (off: a model could otherwise "
+        "make the server post to internal services, e.g. 169.254.169.254)."))
+    webhook_allow_http: bool = Field(default=False, description=(
+        "Accept plain-http webhook URLs (off: a webhook URL is a secret and travels only over https)."))
+    email_attachment_max_bytes: int = Field(default=5_000_000, ge=10_000, le=50_000_000, description=(
+        "Larger rendered reports are not attached; the email carries the summary and the report link."))
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     notify_attempts: int = Field(default=3, ge=1, le=5, description="Tries per recipient (webhook or SMTP).")
     smtp_host: str | None = Field(default=None, description="SMTP server for emailed audit reports; unset = no email.")

@@ -25,6 +25,7 @@ from services.config import Settings
 from services.errors import AppError
 from services.report_builder import ComplianceReport
 from services.runtime import Runtime
+from services.webhooks import WebhookRefused, check_webhook_target
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,15 +60,27 @@ def deliver(rt: Runtime, ctx: RunContext) -> list[str]:
         for url in hooks:
             try:
                 post_webhook(url, payload, timeout=rt.settings.webhook_timeout_seconds,
-                             attempts=rt.settings.notify_attempts)
+                             attempts=rt.settings.notify_attempts, settings=rt.settings)
             except DeliveryError as exc:
                 failures.append(f"webhook {mask(url)}: {exc}")
+            except Exception as exc:  # one broken recipient never stops the others
+                log.exception("schedule %s: webhook %s failed", ctx.schedule_id, mask(url))
+                failures.append(f"webhook {mask(url)}: unexpected {type(exc).__name__}")
     if emails:
+        attachment = rendered
+        body = email_body(ctx, report, link, report_problem)
+        if rendered is not None and rendered.size_bytes > rt.settings.email_attachment_max_bytes:
+            # Mail servers refuse large messages (552), and then nobody gets even the summary.
+            attachment = None
+            body += (f"\n\nThe {rendered.format.name} report ({rendered.size_bytes:,} bytes) is too large to attach; "
+                     "open it from the link above or with `finops-tags report`.")
         try:
-            send_email(rt.settings, emails, subject=subject(ctx, report),
-                       body=email_body(ctx, report, link, report_problem), attachment=rendered)
+            send_email(rt.settings, emails, subject=subject(ctx, report), body=body, attachment=attachment)
         except DeliveryError as exc:
             failures.append(f"email to {', '.join(emails)}: {exc}")
+        except Exception as exc:  # recorded on the schedule, never crashes the notifier
+            log.exception("schedule %s: email failed", ctx.schedule_id)
+            failures.append(f"email to {', '.join(emails)}: unexpected {type(exc).__name__}")
     for line in failures:
         log.warning("schedule %s: %s", ctx.schedule_id, line)
     return failures
@@ -199,23 +212,35 @@ class _RetryableStatus(Exception):
         self.status = status
 
 
-def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0, attempts: int = 3) -> None:
-    """POST JSON; retried on network errors, 429 and 5xx. Redirects are not followed (the URL is the target)."""
+def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0, attempts: int = 3,
+                 settings: Settings | None = None) -> None:
+    """POST JSON; retried on network errors, 429 and 5xx. Redirects are not followed (the URL is the target).
+    With ``settings`` the target is checked first (:func:`check_webhook_target`). An error answer is
+    recorded as its status only: a body could carry anything (an internal page, text for a model)."""
+    if settings is not None:
+        try:
+            check_webhook_target(settings, url)
+        except WebhookRefused as exc:
+            raise DeliveryError(str(exc)) from None
 
     def once() -> None:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.post(url, json=payload, headers={"User-Agent": "finops-tags"})
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _RetryableStatus(response.status_code)
-        if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+        # Streamed and never read: the answer's status is all that matters.
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client, \
+                client.stream("POST", url, json=payload, headers={"User-Agent": "finops-tags"}) as response:
+            status = response.status_code
+        if status == 429 or status >= 500:
+            raise _RetryableStatus(status)
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}")
 
     try:
         _retrying(once, attempts, lambda e: isinstance(e, (_RetryableStatus, httpx.TransportError)))
     except _RetryableStatus as exc:
         raise DeliveryError(f"{exc} after {attempts} attempt(s)") from None
     except httpx.TransportError as exc:
-        raise DeliveryError(f"{type(exc).__name__} after {attempts} attempt(s): {exc}") from None
+        raise DeliveryError(f"{type(exc).__name__} after {attempts} attempt(s)") from None
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise DeliveryError(f"not a usable URL ({type(exc).__name__})") from None
 
 
 def send_email(settings: Settings, recipients: Sequence[str], *, subject: str, body: str,

@@ -3,6 +3,7 @@ own clock across DST changes, beat's entries following the table, run idempotenc
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,11 +120,38 @@ def test_email_needs_smtp(tmp_path: Path) -> None:
     assert sched.check_recipients(settings, ["https://hooks.example.com/services/T/B/secret"])
 
 
+@pytest.mark.parametrize("url", [
+    "http://hooks.example.com/x",  # plain http: the URL is a secret
+    "https://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "https://127.0.0.1:6379/", "https://[::1]:5432/", "https://10.0.0.5/hook", "https://localhost/hook",
+    "https://metadata.google.internal/computeMetadata/v1/",
+])
+def test_webhooks_to_internal_or_plain_http_targets_are_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        sched.check_recipients(Settings(home=tmp_path), [url])
+    assert err.value.field == "recipients" and "https" in (err.value.fix or "")
+    allowed = Settings(home=tmp_path, webhook_allow_private_hosts=True, webhook_allow_http=True)
+    assert sched.check_recipients(allowed, [url])
+
+
+def test_delivery_checks_the_resolved_address_and_never_reads_the_answer(tmp_path: Path) -> None:
+    from services.notify import DeliveryError, post_webhook
+
+    # The machine's own name is no special word, but it resolves to a loopback or private address.
+    with pytest.raises(DeliveryError, match="non-public address"):
+        post_webhook(f"https://{socket.gethostname()}:8443/hook", {}, settings=Settings(home=tmp_path), attempts=1)
+
+
+def test_mask_never_shows_credentials() -> None:
+    assert sched.mask("https://user:pa55@hooks.slack.com/services/T/B/XYZW") == "https://hooks.slack.com/…XYZW"
+    assert "pa55" not in sched.mask("https://user:pa55@hooks.slack.com:8443/")
+
+
 def test_webhook_host_allow_list(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, webhook_allowed_hosts="hooks.slack.com,*.example.com")
     assert sched.check_recipients(settings, ["https://hooks.slack.com/services/x", "https://a.example.com/h"])
-    with pytest.raises(InvalidInput, match="not allowed"):
-        sched.check_recipients(settings, ["http://169.254.169.254/latest/meta-data"])
+    with pytest.raises(InvalidInput, match="not in FINOPS_WEBHOOK_ALLOWED_HOSTS"):
+        sched.check_recipients(settings, ["https://169.254.169.254/latest/meta-data"])
 
 
 def test_scope_is_validated_like_a_scan(rt: Runtime) -> None:
