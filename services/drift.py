@@ -110,11 +110,19 @@ def _baseline(row: Any, scan_id: str) -> _Baseline:
     return _Baseline(dict(row.tags or {}), row.last_scan_id, row.last_seen)
 
 
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)  # SQLite returns naive UTC
+
+
 def record_tag_changes(s: Session, scan_id: str, shard_id: str, latest: list[dict[str, Any]],
                        evaluated: Sequence[Mapping[str, Any]], violations: Sequence[Mapping[str, Any]],
                        compiled: CompiledPolicy, observed_at: datetime) -> list[dict[str, Any]]:
     """Record this shard's tag changes and return ``latest`` (the ``resources`` upsert rows) with each
     resource's baseline columns, to be written by the caller's upsert in the same transaction.
+
+    ``observed_at`` is the scan's creation time: observations are ordered by scan, not by when a shard
+    happened to be stored, so a resource a newer scan already stored is left out of the result (its
+    state and baseline stay the newer scan's) and records no change.
 
     ``evaluated`` are the shard's ``scan_resources`` rows and ``violations`` its ``violations`` rows.
     """
@@ -134,7 +142,12 @@ def record_tag_changes(s: Session, scan_id: str, shard_id: str, latest: list[dic
             q = q.with_for_update()
         existing = {row.arn: row for row in s.execute(q)}
         for row in chunk:
-            base = _baseline(existing.get(row["arn"]), scan_id)
+            known = existing.get(row["arn"])
+            if known is not None and known.last_scan_id != scan_id and _utc(known.last_seen) > _utc(observed_at):
+                # A newer scan already stored this resource (this shard was retried or queued behind it): this
+                # older observation is neither drift nor the latest state, so it changes nothing here.
+                continue
+            base = _baseline(known, scan_id)
             out.append({**row, "previous_tags": base.tags, "previous_scan_id": base.scan_id,
                         "previous_seen_at": base.seen_at})
             if base.tags is not None:

@@ -284,6 +284,7 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
         # An account with its own effective policy (AWS Organizations) is judged by it; others by the default.
         scan_id, policy_id = scan.id, (scan.policy_by_account or {}).get(shard.account_id, scan.policy_id)
         as_of = scan_as_of(scan)
+        observed_at = _aware(scan.created_at)  # resources' last_seen orders observations by scan
         interactive = scan.trigger == "interactive"
         allowed_regions = _allowed_regions(rt, ScanRequest.model_validate(scan.request))
         account, region, group = shard.account_id, shard.region, shard.group
@@ -308,7 +309,7 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
     retryable = bool(result.failures) and all(f.retryable for f in result.failures)
     will_retry = retryable and attempts <= rt.settings.shard_max_retries
     status = "queued" if will_retry else ("failed" if result.failures else "succeeded")
-    _store_shard(rt, scan_id, shard_id, result, compiled, status)
+    _store_shard(rt, scan_id, shard_id, result, compiled, status, observed_at=observed_at)
     metrics.SHARDS_FINISHED.labels(status=status).inc()
     if will_retry:
         return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status, interactive=interactive)
@@ -323,9 +324,12 @@ def _allowed_regions(rt: Runtime, request: ScanRequest) -> set[str] | None:
 
 
 def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, compiled: Any,
-                 status: str) -> None:
-    """Replace this shard's rows in one transaction: a redelivered shard leaves exactly one copy."""
-    now = utcnow()
+                 status: str, *, observed_at: datetime | None = None) -> None:
+    """Replace this shard's rows in one transaction: a redelivered shard leaves exactly one copy.
+
+    ``observed_at`` (the scan's creation time) stamps the resources' latest state, so a shard stored
+    after a newer scan's does not roll that state back (services.drift)."""
+    now = observed_at or utcnow()
     resources: dict[str, Resource] = {r.arn: r for r in result.resources}  # a collector listing twice
     resource_rows: list[dict[str, Any]] = []
     violation_rows: list[dict[str, Any]] = []

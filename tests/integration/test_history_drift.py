@@ -185,6 +185,30 @@ def test_redelivered_shard_does_not_duplicate_changes(any_runtime: Any, small_es
     assert report.summary.total == 2 and report.summary.resources == 1
 
 
+def test_an_older_scans_late_shard_neither_drifts_nor_rolls_back(any_runtime: Any, small_estate: Any) -> None:
+    rt, estate = any_runtime, small_estate
+    first = _scan(rt, estate)
+    target = next(r for r in _resources(rt, first.scan_id) if r.resource_type == "ec2:instance")
+    ec2 = rt.aws.client(target.account_id, "ec2", target.region)
+    ec2.create_tags(Resources=[target.resource_id], Tags=[{"Key": "Team", "Value": "blue"}])
+    second = _scan(rt, estate)
+    before = _change_rows(rt)
+    ec2.create_tags(Resources=[target.resource_id], Tags=[{"Key": "Team", "Value": "red"}])
+    with rt.db.session() as s:
+        old_shard = s.scalar(select(ScanResourceRow.shard_id).where(ScanResourceRow.scan_id == first.scan_id,
+                                                                    ScanResourceRow.arn == target.arn))
+        # The first scan's shard runs again after the second scan stored (a late retry): it sees Team=red.
+        s.execute(update(ScanShardRow).where(ScanShardRow.id == old_shard).values(status="running"))
+    assert scans.run_shard(rt, old_shard).status == "succeeded"
+    assert _change_rows(rt) == before  # an older observation is not drift...
+    with rt.db.session() as s:
+        row = s.get(ResourceRow, target.arn)
+        assert row is not None and row.last_scan_id == second.scan_id  # ...and does not roll the state back
+    third = _scan(rt, estate)
+    team = [c for c in _change_rows(rt) if c[1] == target.arn and c[2] == "Team" and c[3] == "changed"]
+    assert [(c[0], c[4], c[5]) for c in team] == [(third.scan_id, "blue", "red")]  # reported once, by the newer scan
+
+
 def test_drift_input_errors_name_the_field(embedded_runtime: Any) -> None:
     rt = embedded_runtime
     for kwargs, field in (({"lookback_days": 0}, "lookback_days"), ({"lookback_days": 3651}, "lookback_days"),
