@@ -64,7 +64,21 @@ SERVICE_PREFIXES: Mapping[str, tuple[str, ...]] = {
     "Amazon CloudFront": ("cloudfront",),
     "Amazon Route 53": ("route53",),
 }
+#: Where a Cost Explorer service bills only some resource types of its prefix, those types (a service not
+#: listed here bills every type of its prefixes): compute is instances, "EC2 - Other" is storage and network.
+SERVICE_TYPES: Mapping[str, tuple[str, ...]] = {
+    "Amazon Elastic Compute Cloud - Compute": ("ec2:instance",),
+    "EC2 - Other": ("ec2:volume", "ec2:snapshot", "ec2:elastic-ip", "ec2:natgateway"),
+}
 _CE_REGION = "us-east-1"  # Cost Explorer has one endpoint
+
+
+def service_bills(service: str, resource_type: str) -> bool:
+    """Whether Cost Explorer service ``service`` bills resources of ``resource_type``."""
+    types = SERVICE_TYPES.get(service)
+    if types is not None:
+        return resource_type in types
+    return resource_type.split(":", 1)[0] in SERVICE_PREFIXES.get(service, ())
 _MAX_PAGES = 50
 
 
@@ -150,8 +164,10 @@ class CostExplorer:
             results.extend(page.get("ResultsByTime", []))
             token = page.get("NextPageToken")
             if not token:
-                break
-        return {"ResultsByTime": results}
+                return {"ResultsByTime": results}
+        # Never a truncated answer presented (and cached) as the whole: the figures would be too low.
+        raise Unavailable(f"Cost Explorer answered more than {_MAX_PAGES} pages for one request",
+                          fix="narrow the request (fewer accounts, a shorter time_period), or use a FOCUS export")
 
 
 def _aware(dt: datetime) -> datetime:
@@ -174,8 +190,8 @@ def _groups(response: Mapping[str, Any], metric: str) -> Iterable[tuple[tuple[st
 def _rule_applies(rule: CompiledRule, service: str) -> bool:
     if not rule.applies_to:
         return True
-    prefixes = SERVICE_PREFIXES.get(service, ())
-    return any(t.split(":", 1)[0] in prefixes for t in rule.applies_to)
+    return any(service_bills(service, t) or (t.endswith(":*") and t.split(":", 1)[0] in SERVICE_PREFIXES.get(
+        service, ())) for t in rule.applies_to)
 
 
 def check_period(start: date | None, end: date | None, *, today: date | None = None) -> tuple[date, date]:

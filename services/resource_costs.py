@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from services.cost_explorer import SERVICE_PREFIXES, resource_level_monthly, service_monthly_totals
+from services.cost_explorer import SERVICE_PREFIXES, resource_level_monthly, service_bills, service_monthly_totals
 from services.db.models import ResourceRow, utcnow
 from services.errors import AppError
 from services.focus import open_focus
@@ -128,8 +128,7 @@ def _from_cost_explorer(rt: Runtime, targets: Sequence[CostTarget]) -> CostLooku
 
 
 def _resource_level(rt: Runtime, targets: Sequence[CostTarget]) -> tuple[dict[str, ResourceCost], list[str]]:
-    services = sorted({svc for t in targets for svc, prefixes in SERVICE_PREFIXES.items()
-                       if t.resource_type.split(":", 1)[0] in prefixes})
+    services = sorted({svc for t in targets for svc in SERVICE_PREFIXES if service_bills(svc, t.resource_type)})
     if not services:
         return {}, []
     try:
@@ -163,14 +162,12 @@ def _service_averages(rt: Runtime, targets: Sequence[CostTarget]) -> CostLookup:
     population = _population(rt, accounts)
     costs: dict[str, ResourceCost] = {}
     for t in targets:
-        prefix = t.resource_type.split(":", 1)[0]
         share = 0.0
         used: list[str] = []
         for (account, service), amount in totals.items():
-            prefixes = SERVICE_PREFIXES.get(service, ())
-            if account != t.account_id or prefix not in prefixes:
+            if account != t.account_id or not service_bills(service, t.resource_type):
                 continue
-            count = sum(population[(account, p)] for p in prefixes)
+            count = sum(n for (acc, rtype), n in population.items() if acc == account and service_bills(service, rtype))
             if count:
                 share += amount / count
                 used.append(f"{service} ({count} resources)")
@@ -185,14 +182,15 @@ def _service_averages(rt: Runtime, targets: Sequence[CostTarget]) -> CostLookup:
 
 
 def _population(rt: Runtime, accounts: Iterable[str]) -> Counter[tuple[str, str]]:
-    """Resources per (account, service prefix) in the latest known state of the estate."""
+    """Resources per (account, resource type) seen by a scan in the last 35 days (deleted ones drop out)."""
     counts: Counter[tuple[str, str]] = Counter()
+    since = utcnow() - timedelta(days=35)
     with rt.db.session() as s:
         rows = s.execute(select(ResourceRow.account_id, ResourceRow.resource_type, func.count())
-                         .where(ResourceRow.account_id.in_(list(accounts)))
+                         .where(ResourceRow.account_id.in_(list(accounts)), ResourceRow.last_seen >= since)
                          .group_by(ResourceRow.account_id, ResourceRow.resource_type)).all()
     for account, rtype, n in rows:
-        counts[(account, str(rtype).split(":", 1)[0])] += int(n)
+        counts[(account, str(rtype))] += int(n)
     return counts
 
 

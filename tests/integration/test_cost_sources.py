@@ -235,8 +235,6 @@ def test_cost_explorer_resource_level_data_is_measured(embedded_runtime: Any) ->
                     {"Keys": ["i-0def"], "Metrics": {"AmortizedCost": {"Amount": "1.0", "Unit": "USD"}}}]}
         for day in days]}, {"TimePeriod": ANY, "Granularity": "DAILY", "Metrics": ["AmortizedCost"],
                             "GroupBy": [{"Type": "DIMENSION", "Key": "RESOURCE_ID"}], "Filter": ANY})
-    # The second service the EC2 prefix maps to ("EC2 - Other") is not opted in: that is not an error.
-    stub.add_client_error("get_cost_and_usage_with_resources", service_error_code="DataUnavailableException")
     rt = replace(embedded_runtime, _aws=_StubbedAws(client))
     with stub:
         lookup = monthly_costs(rt, [
