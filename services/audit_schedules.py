@@ -140,6 +140,24 @@ def parse_cron(expr: str, *, field: str = "cron") -> str:
     return normalized
 
 
+def _check_interval(settings: Settings, cron_expr: str) -> None:
+    """Refuse a cron that fires more often than FINOPS_SCHEDULE_MIN_INTERVAL_MINUTES (checked over a week
+    of firings, so '0,5 9 * * *' is caught as well as '*/5 * * * *')."""
+    minimum = timedelta(minutes=settings.schedule_min_interval_minutes)
+    previous: datetime | None = None
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    for fire in CronSim(cron_expr, start):
+        if previous is not None and fire - previous < minimum:
+            raise InvalidInput(f"'{cron_expr}' runs {int((fire - previous).total_seconds() // 60)} minute(s) apart; "
+                               f"audits run at most every {settings.schedule_min_interval_minutes} minutes",
+                               field="cron", fix="each run scans the whole scope: choose an hourly or daily "
+                                                 "cron such as '0 9 * * *' (FINOPS_SCHEDULE_MIN_INTERVAL_MINUTES "
+                                                 "sets the limit)")
+        if fire - start > timedelta(days=7):
+            return
+        previous = fire
+
+
 def check_timezone(name: str, *, field: str = "timezone") -> ZoneInfo:
     """The ZoneInfo of an IANA name, or InvalidInput with the closest names as the fix."""
     if isinstance(name, str) and name.strip() and name in _zone_names():
@@ -382,6 +400,7 @@ def create_schedule(rt: Runtime, *, name: str | None = None, cron: str | None = 
     zone = (timezone or "UTC").strip()
     check_timezone(zone)
     cron_expr, frequency, time_of_day = _when(cron, schedule, time, None)
+    _check_interval(rt.settings, cron_expr)
     request = _scope(resource_types, accounts, regions)
     report_format, channels = _format(notification_format)
     people = check_recipients(rt.settings, recipients, channels=channels)
@@ -419,11 +438,25 @@ def update_schedule(rt: Runtime, schedule_id: str, *, name: str | None = None, c
                     notification_format: str | None = None, enabled: bool | None = None) -> AuditSchedule:
     """Change what is given (None = unchanged; a list replaces the stored one). Beat applies a new cron,
     time zone or enabled flag within FINOPS_SCHEDULE_REFRESH_SECONDS; the rest is read at the next run."""
+    toggle_only = all(v is None for v in (cron, schedule, time, timezone, resource_types, accounts, regions,
+                                          recipients, notification_format))
     with rt.db.session() as s:
         row = _row(s, schedule_id, lock=True)
+        if toggle_only:
+            # Pausing or renaming never re-checks the rest: a schedule whose recipients or scope stopped being
+            # valid (SMTP removed, an account left) must still be pausable.
+            if name is not None:
+                row.name = _name(name, row.cron, row.frequency, row.time_of_day, row.timezone)
+            if enabled is not None:
+                row.enabled = bool(enabled)
+            row.updated_at = utcnow()
+            s.flush()
+            return to_model(row)
         zone = row.timezone if timezone is None else timezone.strip()
         check_timezone(zone)
         cron_expr, frequency, time_of_day = _when(cron, schedule, time, row)
+        if cron_expr != row.cron:
+            _check_interval(rt.settings, cron_expr)
         request = _scope(row.resource_types if resource_types is None else resource_types,
                          row.accounts if accounts is None else accounts,
                          row.regions if regions is None else regions)
@@ -612,7 +645,8 @@ class RunContext:
 
 def notify_when_finished(rt: Runtime, schedule_id: str, scan_id: str, *, sender: Sender | None = None,
                          now: datetime | None = None) -> NotifyOutcome:
-    """Once the run's scan is over, send its notifications exactly once and record the outcome."""
+    """Once the run's scan is over, send its notifications at most once (the run is claimed before
+    sending) and record the outcome."""
     now = _aware(now or utcnow())
     try:
         result = scans.get_scan(rt, scan_id, violations_limit=0)  # reconciles a stuck scan as readers do

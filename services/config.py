@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         "succeeded; below it its counts would read as a drop in resources."))
 
     # Scheduled audits (services.audit_schedules): beat re-reads the table this often, and notifications.
+    schedule_min_interval_minutes: int = Field(default=60, ge=1, le=1440, description=(
+        "Shortest time between two runs of one audit schedule: each run scans the whole scope, so a model "
+        "must not be able to start one every minute."))
     schedule_refresh_seconds: float = Field(default=30.0, ge=1, le=600, description=(
         "How often beat re-reads the audit_schedules table: a schedule created, changed or deleted through the "
         "API takes effect within about this delay, without restarting beat."))

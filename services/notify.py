@@ -170,7 +170,8 @@ def slack_payload(ctx: RunContext, report: ComplianceReport | None, link: str, f
         f"{_esc(filename or 'report')} (GET {_esc(link)} on the gateway)")
     blocks.append({"type": "context", "elements": [
         {"type": "mrkdwn", "text": f"Report: {where} · scan `{ctx.scan_id}` · status {ctx.scan_status}"}]})
-    return {"text": headline(ctx, report), "blocks": blocks}
+    # The fallback text is mrkdwn too: a schedule name or scan error like '<!channel>' must stay text.
+    return {"text": _esc(headline(ctx, report)), "blocks": blocks}
 
 
 def email_body(ctx: RunContext, report: ComplianceReport | None, link: str, report_problem: str | None) -> str:

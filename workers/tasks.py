@@ -115,8 +115,13 @@ def run_scheduled_audit(self: Task, schedule_id: str, slot: str | None = None) -
 
 @app.task(name="audit.notify_run", acks_late=True)
 def notify_scheduled_audit(schedule_id: str, scan_id: str) -> str:
-    """Notify the schedule's recipients once the run's scan is over (exactly once per run)."""
-    outcome = audit_schedules.notify_when_finished(worker_runtime(), schedule_id, scan_id)
+    """Notify the schedule's recipients once the run's scan is over (at most once per run: the run is
+    claimed before sending, so a worker lost mid-send leaves the rest unsent rather than sent twice)."""
+    try:
+        outcome = audit_schedules.notify_when_finished(worker_runtime(), schedule_id, scan_id)
+    except Unavailable:  # the database blinked: ask again shortly instead of ending the chain
+        app.send_task("audit.notify_run", args=[schedule_id, scan_id], countdown=30)
+        return "retrying"
     if outcome.wait_seconds is not None:
         app.send_task("audit.notify_run", args=[schedule_id, scan_id], countdown=outcome.wait_seconds)
     return outcome.status

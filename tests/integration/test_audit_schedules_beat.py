@@ -150,12 +150,13 @@ def stack(tmp_path: Path, postgres_url: str, redis_url: str, aws_environment: An
                 "FINOPS_SMTP_FROM": "audits@finops.test", "FINOPS_PUBLIC_URL": "https://finops.example.test",
                 # The receivers listen on 127.0.0.1 over http, which production settings refuse (SSRF guard).
                 "FINOPS_WEBHOOK_ALLOW_PRIVATE_HOSTS": "true", "FINOPS_WEBHOOK_ALLOW_HTTP": "true",
+                "FINOPS_SCHEDULE_MIN_INTERVAL_MINUTES": "1",  # every-minute crons keep the test short
                 **aws_env(aws_environment.endpoint_url)}
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINOPS_")} | env_vars
     settings = Settings(mode="production", database_url=postgres_url, celery_broker_url=redis_url, home=tmp_path,
                         aws_endpoint_url=aws_environment.endpoint_url, policy_source="file", smtp_host="127.0.0.1",
                         smtp_port=smtp.port, smtp_starttls=False, webhook_allow_private_hosts=True,
-                        webhook_allow_http=True)
+                        webhook_allow_http=True, schedule_min_interval_minutes=1)
     upgrade(postgres_url)
     worker = WorkerProcess(env, concurrency=2, log_path=tmp_path / "worker.log")
     beat = BeatProcess(env, tmp_path)

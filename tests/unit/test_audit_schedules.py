@@ -41,7 +41,8 @@ class RecordingDispatcher:
 
 @pytest.fixture()
 def rt(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path, policy_source="file", smtp_host="127.0.0.1")
+    # Every-minute crons keep these tests fast; production refuses them (schedule_min_interval_minutes).
+    settings = Settings(home=tmp_path, policy_source="file", smtp_host="127.0.0.1", schedule_min_interval_minutes=1)
     upgrade(settings.effective_database_url)
     runtime = Runtime(settings=settings, db=Database(settings.effective_database_url), dispatcher=RecordingDispatcher())
     yield runtime
@@ -369,3 +370,22 @@ def test_slack_payload_without_a_report_escapes_cloud_text() -> None:
     assert payload["blocks"][0]["type"] == "header"
     context = payload["blocks"][-1]["elements"][0]["text"]
     assert "<https://finops.example.com/v1/reports/x?format=html|report>" in context
+
+
+def test_crons_that_run_too_often_are_refused(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, policy_source="file")
+    upgrade(settings.effective_database_url)
+    rt = Runtime(settings=settings, db=Database(settings.effective_database_url), dispatcher=RecordingDispatcher())
+    try:
+        for expr in ("* * * * *", "*/30 * * * *", "0,20 9 * * *"):
+            with pytest.raises(InvalidInput) as err:
+                sched.create_schedule(rt, cron=expr)
+            assert err.value.field == "cron" and "minute" in err.value.message
+        hourly = sched.create_schedule(rt, cron="0 * * * *")
+        # Pausing never re-validates the rest (here: a cron the limit now refuses).
+        rt.settings = settings.model_copy(update={"schedule_min_interval_minutes": 120})
+        assert sched.update_schedule(rt, hourly.schedule_id, enabled=False).enabled is False
+        with pytest.raises(InvalidInput):
+            sched.update_schedule(rt, hourly.schedule_id, cron="30 * * * *")
+    finally:
+        rt.db.dispose()
