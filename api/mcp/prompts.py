@@ -191,8 +191,9 @@ def register_prompts(mcp: MCPServer, runtime: Callable[[], Runtime]) -> None:
         start, end = _month(month, today)
         accts, types = _accounts(accounts), _types(resource_types)
         available = await tools()
-        days_back = max(1, (today - start).days + 1)
-        lookback = min(days_back, (end - start).days + 7)
+        days_back = min(3650, max(1, (today - start).days + 1))  # get_violation_history's own limit
+        # Drift counts back from today: for a month long past, the lookback reaches back to its start.
+        lookback = min(3650, max(days_back, (end - start).days + 7))
         steps = [
             f"1. Policy. Read the resource {POLICY_URI} (or call get_tagging_policy): note the policy version and "
             "the required tags.",
@@ -301,7 +302,8 @@ def register_prompts(mcp: MCPServer, runtime: Callable[[], Runtime]) -> None:
             "recommendations ranked by score points.",
             "3. Trend. Call get_violation_history with " + _args({"days_back": days_back, "group_by": "month"})
             + ": trend direction and change in score points over the period.",
-            cost_step(4, available, today - timedelta(days=days_back), today + timedelta(days=1), "account"),
+            # Cost Explorer keeps 13 months and answers at most a year per call: the cost step stays inside it.
+            cost_step(4, available, today - timedelta(days=min(days_back, 365)), today + timedelta(days=1), "account"),
         ]
         return "\n".join([
             f"Write an executive summary of tag compliance ({_scope(accts, None)}, trend over the last {days_back} "
