@@ -364,7 +364,8 @@ def test_slack_payload_without_a_report_escapes_cloud_text() -> None:
     ctx = sched.RunContext(schedule_id="s", schedule_name="prod <audit>", scan_id="x", scan_status="failed",
                            scan_error="<script> & co", recipients=[], notification_format="html", timezone="UTC")
     payload = slack_payload(ctx, None, "https://finops.example.com/v1/reports/x?format=html", None)
-    assert payload["text"].startswith("Compliance audit 'prod <audit>': no result")
+    # The fallback text is mrkdwn as well: names and errors cannot become mentions or links there either.
+    assert payload["text"] == "Compliance audit 'prod &lt;audit&gt;': no result (&lt;script&gt; &amp; co)."
     texts = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
     assert texts == ["*No result*: &lt;script&gt; &amp; co"]
     assert payload["blocks"][0]["type"] == "header"
