@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.apikey_cli import register_apikey_commands
 from api.schedule_cli import register_schedule_commands
 from services.config import Settings
 from services.errors import AppError, InvalidInput
@@ -350,7 +351,7 @@ def _serve(settings: Settings, host: str, port: int, on_started: Callable[[int],
 
     from api.http.app import create_app
 
-    application = create_app(lambda: _runtime(settings), host=host)
+    application = create_app(lambda: _runtime(settings), host=host, settings=settings)
     config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     if on_started is not None:
@@ -382,7 +383,10 @@ def mcp() -> None:
         # In the background: the client's initialize handshake must not wait on AWS Organizations.
         threading.Thread(target=lambda: policy_sources.sync_if_due(_runtime(settings), trigger="startup"),
                          daemon=True, name="policy-sync").start()
-    build_mcp_server(lambda: _runtime(settings), principal="local").run("stdio")
+    from services.auth import stdio_principal
+
+    # The local user: read-only unless FINOPS_STDIO_SCOPES grants more (e.g. tag:write,tag:approve).
+    build_mcp_server(lambda: _runtime(settings), principal=stdio_principal(settings)).run("stdio")
 
 
 @app.command()
@@ -591,6 +595,7 @@ def db_upgrade() -> None:
 
 
 register_schedule_commands(app, handle_errors=handle_errors, settings=_settings, runtime=_runtime, err=err)
+register_apikey_commands(app, handle_errors=handle_errors, settings=_settings, err=err)
 
 
 def main() -> None:

@@ -115,10 +115,50 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
 
+    # Bulk tagging (services.tagging): risk thresholds and approvals. A request crossing any threshold is
+    # "high" risk; one over half of any is "medium"; the requester may approve only up to self_approval.
+    tagging_risk_resources: int = Field(default=100, ge=1, description=(
+        "Resources in one tagging request above which it is high risk."))
+    tagging_risk_estate_share: float = Field(default=0.10, gt=0, le=1, description=(
+        "Share of the scanned resources of the touched accounts above which a request is high risk."))
+    tagging_risk_production_resources: int = Field(default=10, ge=0, description=(
+        "Production-tagged resources (an env/environment tag starting with 'prod') above which a request is "
+        "high risk."))
+    tagging_risk_accounts: int = Field(default=3, ge=1, description=(
+        "Accounts touched by one request above which it is high risk."))
+    tagging_self_approval_max_risk: Literal["none", "low", "medium", "high"] = Field(default="low", description=(
+        "Highest risk level a requester may approve themselves ('none': always a second person)."))
+    tagging_request_ttl_hours: float = Field(default=24.0, gt=0, le=720, description=(
+        "A tagging request not decided within this many hours expires."))
+    tagging_apply_attempts: int = Field(default=4, ge=1, le=10, description=(
+        "Tries per TagResources batch for the ARNs AWS reports in FailedResourcesMap."))
+
+    # Access control (services.auth). Unset: off in embedded mode, on in production (API keys, plus OAuth
+    # when an issuer is configured). Production refuses "off" unless auth_disabled_i_know is set.
+    auth_mode: Literal["off", "oauth", "apikey", "both"] | None = Field(default=None, description=(
+        "Who may call the HTTP API and MCP over HTTP: off, oauth (JWT access tokens), apikey, or both."))
+    auth_disabled_i_know: bool = Field(default=False, description=(
+        "Allow production mode with auth_mode=off (e.g. behind an authenticating proxy)."))
+    oauth_issuer: str | None = Field(default=None, description="Expected `iss` of access tokens (the issuer URL).")
+    oauth_audience: str | None = Field(default=None, description=(
+        "Expected `aud` of access tokens: this API's identifier at the issuer."))
+    oauth_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL (keys fetched and cached).")
+    oauth_jwks: str | None = Field(default=None, description="Inline JWKS JSON instead of a URL (air-gapped setups).")
+    oauth_public_key: str | None = Field(default=None, description="One PEM public key instead of a JWKS.")
+    oauth_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oauth_jwks_cache_seconds: float = Field(default=300, ge=1, le=86400)
+    api_key_pepper: SecretStr | None = Field(default=None, description=(
+        "Server-side secret mixed into API key hashes; changing it invalidates every key."))
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300, description=(
+        "How long a looked-up API key is reused: a rotation or revocation takes effect within this delay."))
+    stdio_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tag:read"], description=(
+        "Scopes of the local user of `finops-tags mcp` (stdio); read-only by default."))
+
     host: str = "127.0.0.1"
     port: int = 8000
 
-    @field_validator("accounts", "regions", "webhook_allowed_hosts", mode="before")
+    @field_validator("accounts", "regions", "webhook_allowed_hosts", "oauth_algorithms", "stdio_scopes",
+                     mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         # Environment variables hold "a,b,c", not JSON.
@@ -160,9 +200,36 @@ class Settings(BaseSettings):
             problems.append("DATABASE_URL must point at PostgreSQL (postgresql+psycopg://...)")
         if not self.celery_broker_url or self.celery_broker_url.startswith("memory"):
             problems.append("CELERY_BROKER_URL must point at Redis (redis://...)")
+        if self.effective_auth_mode == "off" and not self.auth_disabled_i_know:
+            problems.append("FINOPS_AUTH_MODE=off leaves the API open: use oauth, apikey or both, or set "
+                            "FINOPS_AUTH_DISABLED_I_KNOW=true when a proxy in front authenticates every call")
         if problems:
             raise ValueError("production mode refuses embedded defaults: " + "; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> Settings:
+        if self.effective_auth_mode in ("oauth", "both"):
+            missing = [name for name, value in (("FINOPS_OAUTH_ISSUER", self.oauth_issuer),
+                                                ("FINOPS_OAUTH_AUDIENCE", self.oauth_audience)) if not value]
+            if not (self.oauth_jwks_url or self.oauth_jwks or self.oauth_public_key):
+                missing.append("FINOPS_OAUTH_JWKS_URL (or FINOPS_OAUTH_JWKS / FINOPS_OAUTH_PUBLIC_KEY)")
+            if missing:
+                raise ValueError(f"FINOPS_AUTH_MODE={self.effective_auth_mode} needs " + ", ".join(missing))
+        unknown = sorted(set(self.stdio_scopes) - {"tag:read", "tag:write", "tag:approve", "admin"})
+        if unknown:
+            raise ValueError(f"FINOPS_STDIO_SCOPES: unknown scope(s) {', '.join(unknown)}; "
+                             "use tag:read, tag:write, tag:approve, admin")
+        return self
+
+    @property
+    def effective_auth_mode(self) -> Literal["off", "oauth", "apikey", "both"]:
+        """The auth mode in force: explicit, else off in embedded mode, else API keys (+ OAuth if configured)."""
+        if self.auth_mode is not None:
+            return self.auth_mode
+        if self.mode != "production":
+            return "off"
+        return "both" if self.oauth_issuer else "apikey"
 
     @property
     def organization_policies_wanted(self) -> bool:

@@ -26,6 +26,8 @@ class TaskDispatcher(Protocol):
 
     def finalize_scan(self, scan_id: str) -> None: ...
 
+    def apply_tagging(self, request_id: str, account_id: str, region: str) -> None: ...
+
 
 @dataclass
 class Runtime:

@@ -26,3 +26,7 @@ class CeleryDispatcher:
 
     def finalize_scan(self, scan_id: str) -> None:
         self.app.send_task("scan.finalize", args=[scan_id], queue=DEFAULT_QUEUE)
+
+    def apply_tagging(self, request_id: str, account_id: str, region: str) -> None:
+        self.app.send_task("tagging.apply", args=[request_id, account_id, region], queue=AWS_QUEUE,
+                           priority=INTERACTIVE_PRIORITY)

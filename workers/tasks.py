@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services import audit_schedules, policy_sources, scans
+from services import audit_schedules, policy_sources, scans, tagging
 from services.config import get_settings
 from services.errors import AppError, NotFound, Unavailable
 from services.schemas import ScanRequest
@@ -125,3 +125,25 @@ def notify_scheduled_audit(schedule_id: str, scan_id: str) -> str:
     if outcome.wait_seconds is not None:
         app.send_task("audit.notify_run", args=[schedule_id, scan_id], countdown=outcome.wait_seconds)
     return outcome.status
+
+
+class TaggingTask(Task):  # type: ignore[misc]
+    """Marks the group's pending resources failed when the task dies for good (never left "applying")."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if len(args) == 3:
+            request_id, account_id, region = (str(a) for a in args)
+            tagging.fail_group(worker_runtime(), request_id, account_id, region,
+                               f"the apply task failed: {type(exc).__name__}")
+
+
+@app.task(name="tagging.apply", bind=True, base=TaggingTask, max_retries=5, acks_late=True)
+def apply_tagging(self: Task, request_id: str, account_id: str, region: str) -> None:
+    """Apply and verify one account and region of an approved tagging request (idempotent: settled
+    resources are skipped on redelivery)."""
+    try:
+        tagging.apply_group(worker_runtime(), request_id, account_id, region)
+    except NotFound:
+        log.warning("tagging request %s vanished before applying", request_id)
+    except Unavailable as exc:
+        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc

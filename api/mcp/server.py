@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.mcp.auth import caller
 from api.mcp.cost_tools import register_cost_tools
 from api.mcp.export_tools import register_export_tools
 from api.mcp.history_tools import register_history_tools
@@ -25,7 +28,9 @@ from api.mcp.prompts import register_prompts
 from api.mcp.report_tools import register_report_tools
 from api.mcp.schedule_tools import register_schedule_tools
 from api.mcp.suggestion_tools import register_suggestion_tools
+from api.mcp.tagging_tools import register_tagging_tools
 from services import audit, findings, history, metrics, policy_sources, policy_validation, scans, validation
+from services.auth import ALL_SCOPES, TAG_READ, Principal
 from services.errors import AppError, InvalidInput, NotFound
 from services.policy_store import active_policy
 from services.runtime import Runtime
@@ -93,6 +98,8 @@ class _Server(MCPServer):
     """
 
     _parameters: dict[str, list[str]] | None = None
+    #: The caller when no verified token is in context (see api.mcp.auth.caller).
+    local_principal: Principal = Principal("local", frozenset(ALL_SCOPES), "local")
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[Any, Any] | None = None) -> CallToolResult | InputRequiredResult:
@@ -134,12 +141,21 @@ def _tool(mcp: MCPServer, annotations: ToolAnnotations) -> Callable[[F], F]:
     return register
 
 
-def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local") -> MCPServer:
-    """Build the server; ``runtime`` is called lazily so that listing tools needs no database."""
-    mcp = _Server(name="finops-tag-compliance", instructions=INSTRUCTIONS, version="0.1.0")
+def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Principal = "local",
+                     token_verifier: TokenVerifier | None = None, auth: AuthSettings | None = None) -> MCPServer:
+    """Build the server; ``runtime`` is called lazily so that listing tools needs no database.
 
-    async def call(name: str, params: dict[str, Any], fn: Callable[[], T]) -> T:
-        return await _guarded(runtime, principal, name, params, lambda: anyio.to_thread.run_sync(fn))
+    ``principal`` is the caller when no verified token is in context (stdio, or HTTP with auth off); a bare
+    name holds every scope. With ``token_verifier`` and ``auth`` the HTTP transport requires a bearer token.
+    """
+    mcp = _Server(name="finops-tag-compliance", instructions=INSTRUCTIONS, version="0.1.0",
+                  token_verifier=token_verifier, auth=auth)
+    local = principal if isinstance(principal, Principal) else Principal(principal, frozenset(ALL_SCOPES), "local")
+    mcp.local_principal = local
+    principal = local.name
+
+    async def call(name: str, params: dict[str, Any], fn: Callable[[], T], *, scope: str = TAG_READ) -> T:
+        return await _guarded(runtime, local, name, params, lambda: anyio.to_thread.run_sync(fn), scope=scope)
 
     async def wait_for(ctx: Context | None, scan_id: str, wait_seconds: float | None, *, limit: int,
                        filters: ViolationFilters) -> ScanResult:
@@ -203,7 +219,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                 await anyio.to_thread.run_sync(lambda: history.store_snapshot(rt, sid))
             return await wait_for(ctx, sid, wait_seconds, limit=25, filters=vfilter)
 
-        return await _guarded(runtime, principal, "check_tag_compliance", params, body)
+        return await _guarded(runtime, local, "check_tag_compliance", params, body)
 
     @_tool(mcp, READ_ONLY)
     async def get_scan_status(
@@ -213,7 +229,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
     ) -> ScanResult:
         """Status and progress of a scan (shards done/total, resources found), and its result once
         finished: score, counts, breakdowns, top 25 violations and data_quality."""
-        return await _guarded(runtime, principal, "get_scan_status", {"scan_id": scan_id},
+        return await _guarded(runtime, local, "get_scan_status", {"scan_id": scan_id},
                               lambda: wait_for(ctx, scan_id, wait_seconds, limit=25, filters=ViolationFilters()))
 
     @_tool(mcp, READ_ONLY)
@@ -280,7 +296,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
                 rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
                 regions=regions, limit=limit, include_costs=include_costs, min_cost_threshold=min_cost_threshold))
 
-        return await _guarded(runtime, principal, "find_untagged_resources", params, body)
+        return await _guarded(runtime, local, "find_untagged_resources", params, body)
 
     @_tool(mcp, READ_ONLY)
     async def validate_resource_tags(
@@ -336,6 +352,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str = "local"
     register_history_tools(mcp, runtime, principal, call)
     register_schedule_tools(mcp, runtime, principal, call)
     register_export_tools(mcp, runtime, principal, call)
+    register_tagging_tools(mcp, runtime, principal, call)
     register_prompts(mcp, runtime)
 
     @_tool(mcp, ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -419,14 +436,17 @@ class _ProgressReporter:
             log.debug("progress not delivered", exc_info=True)
 
 
-async def _guarded(runtime: Callable[[], Runtime], principal: str, name: str, params: dict[str, Any],
-                   body: Callable[[], Awaitable[T]]) -> T:
+async def _guarded(runtime: Callable[[], Runtime], local: Principal, name: str, params: dict[str, Any],
+                   body: Callable[[], Awaitable[T]], *, scope: str = TAG_READ) -> T:
     """Run a tool body: AppErrors become ToolErrors the model can read; anything else becomes a
-    sanitized internal error with a correlation id. Every call is audited and timed."""
+    sanitized internal error with a correlation id. Every call is audited and timed, and needs ``scope``."""
     correlation = uuid.uuid4().hex[:12]
     started = time.perf_counter()
     outcome = "ok"
+    who = caller(local)
+    principal = who.name
     try:
+        who.require(scope)  # InsufficientScope -> isError naming the scope
         return await body()
     except AppError as exc:
         outcome = exc.code

@@ -244,6 +244,24 @@ class AuditRow(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
 
 
+class ApiKeyRow(Base):
+    """A service account's API key. Only a salted hash of the secret is stored; the plaintext is shown
+    once at creation. Rotation adds a new row and revokes the old one (``rotated_from`` links them)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public key id, part of the key text
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(256), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    rotated_from: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
 class AuditScheduleRow(Base):
     """A scheduled compliance audit: when (a 5-field cron in an IANA time zone), what (scan scope) and
     who hears about it (webhook URLs, email addresses). Beat's DatabaseScheduler re-reads this table;
@@ -291,3 +309,65 @@ class CostExplorerCacheRow(Base):
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TaggingRequestRow(Base):
+    """A bulk tag change as it was asked for: immutable once created (a change makes a new request).
+
+    ``changes`` holds the exact per-resource change with the values it replaces (``previous``), so a
+    rollback request can restore them. Only ``status`` and the timestamps move afterwards.
+    """
+
+    __tablename__ = "tagging_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    intent: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    # draft | pending_approval | approved | denied | expired | applying | applied | partially_applied |
+    # failed | rolled_back
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    risk_level: Mapped[str] = mapped_column(String(8))
+    risk_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # [{arn, account_id, region, resource_type, set: {k: v}, remove: [k], previous: {k: v|None}}]
+    changes: Mapped[list[Any]] = mapped_column(JSON)
+    resource_count: Mapped[int] = mapped_column(Integer)
+    preview: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rollback_of: Mapped[str | None] = mapped_column(ForeignKey("tagging_requests.id"), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TaggingDecisionRow(Base):
+    """The approval or denial of a request: one per request (the primary key), so none can be replayed."""
+
+    __tablename__ = "tagging_decisions"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("tagging_requests.id", ondelete="CASCADE"), primary_key=True)
+    decided_by: Mapped[str] = mapped_column(String(256))
+    # approved | denied
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaggingOutcomeRow(Base):
+    """What happened to one resource of an approved request."""
+
+    __tablename__ = "tagging_outcomes"
+    __table_args__ = (Index("ix_tagging_outcomes_group", "request_id", "account_id", "region"),)
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("tagging_requests.id", ondelete="CASCADE"), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    # pending | applied | failed | drifted
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The tags read back that differ from what was applied (drifted): {key: value|None}.
+    observed: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -60,12 +60,16 @@ TOOL_ANNOTATIONS: dict[str, tuple[bool, bool, bool]] = {
     "schedule_compliance_audit": (False, False, False),
     "update_audit_schedule": (False, False, True),
     "delete_audit_schedule": (False, True, True),
+    # A tagging request is a new row each time (nothing changes in the cloud); approving one applies tag
+    # changes in the cloud (destructive), and a decision cannot be repeated.
+    "bulk_tag_resources": (False, False, False),
+    "approve_bulk_tagging_request": (False, True, False),
     # Everything else reads stored results, the cloud or cost data, and changes nothing.
     **{name: (True, False, True) for name in (
         "get_scan_status", "list_scans", "list_violations", "validate_resource_tags", "get_tagging_policy",
         "generate_compliance_report", "get_violation_history", "detect_tag_drift", "export_violations_csv",
         "get_cost_attribution_gap", "suggest_tags", "suggest_tags_batch", "list_audit_schedules",
-        "validate_tagging_policy")},
+        "validate_tagging_policy", "preview_bulk_tagging", "get_tagging_request")},
 }
 TOOLS = frozenset(TOOL_ANNOTATIONS)
 READ_ONLY_TOOLS = frozenset(name for name, (read_only, _, _) in TOOL_ANNOTATIONS.items() if read_only)
@@ -230,10 +234,13 @@ class SyncMcpClient:
     its own thread for as long as the context is open, so one server can serve a whole module.
     """
 
-    def __init__(self, target: Any, *, mode: str = "auto", timeout: float = 120.0) -> None:
+    def __init__(self, target: Any, *, mode: str = "auto", timeout: float = 120.0,
+                 elicitation_callback: Any = None) -> None:
         self._target = target
         self._mode = mode
         self._timeout = timeout
+        # Async (context, params) -> ElicitResult; the client then declares the elicitation capability.
+        self._elicitation_callback = elicitation_callback
         self._portal_cm: AbstractContextManager[Any] | None = None
         self._client_cm: AbstractContextManager[Any] | None = None
         self.client: Any = None
@@ -246,7 +253,8 @@ class SyncMcpClient:
         self.portal = self._portal_cm.__enter__()
         try:
             self._client_cm = self.portal.wrap_async_context_manager(
-                Client(self._target, mode=self._mode, read_timeout_seconds=self._timeout))  # type: ignore[arg-type]
+                Client(self._target, mode=self._mode, read_timeout_seconds=self._timeout,  # type: ignore[arg-type]
+                       elicitation_callback=self._elicitation_callback))
             self.client = self._client_cm.__enter__()
         except BaseException:
             self._portal_cm.__exit__(*sys.exc_info())

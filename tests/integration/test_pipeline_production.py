@@ -65,8 +65,12 @@ def test_scan_through_redis_and_a_celery_worker(production: dict[str, Any]) -> N
 
     # The gateway serves the same rows (one code path).
     from api.http.app import create_app
+    from services.auth import ApiKeyStore
 
-    with TestClient(create_app(lambda: rt)) as client:
+    # Production mode turns auth on: the gateway answers a service account's API key, and nobody else.
+    key = ApiKeyStore(rt.db).create("pipeline-test", ["tag:read"]).key
+    with TestClient(create_app(lambda: rt, settings=rt.settings), headers={"X-API-Key": key}) as client:
+        assert client.get(f"/v1/scans/{scan_id}", headers={"X-API-Key": ""}).status_code == 401
         body = client.get(f"/v1/scans/{scan_id}").json()
         assert body["compliance_score"] == result.compliance_score
         assert body["data_quality"]["status"] == "complete"

@@ -19,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("migrate", "api", "worker", "beat", "flower")
-REQUIRED_ENV = {"POSTGRES_PASSWORD": "compose-test-password", "FLOWER_BASIC_AUTH": "admin:compose-test"}
+REQUIRED_ENV = {"POSTGRES_PASSWORD": "compose-test-password", "FLOWER_BASIC_AUTH": "admin:compose-test",
+                "FINOPS_API_KEY_PEPPER": "compose-test-pepper"}
 
 
 def _compose_binary() -> str:
