@@ -56,6 +56,22 @@ class PolicyInvalid(InvalidInput):
     code = "policy_invalid"
 
 
+class Forbidden(AppError):
+    """The caller may not do this (the request itself is well formed)."""
+
+    code = "forbidden"
+    http_status = 403
+    exit_code = 2
+
+
+class Conflict(AppError):
+    """The request is not in a state that allows the operation (decided, expired, applying)."""
+
+    code = "conflict"
+    http_status = 409
+    exit_code = 2
+
+
 class NotFound(AppError):
     code = "not_found"
     http_status = 404

@@ -46,7 +46,7 @@ from services.db.models import (
     TaggingRequestRow,
     utcnow,
 )
-from services.errors import AppError, InvalidInput, NotFound, Unavailable
+from services.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from services.policy_store import active_policy
 from services.runtime import Runtime
 from services.scan_policies import freeze_account_policies, synced_policy_versions
@@ -80,22 +80,6 @@ FINAL_APPLY = frozenset({"applied", "partially_applied", "failed", "rolled_back"
 
 #: The caller of direct service use (CLI, tests) when no front door supplies one: every scope.
 LOCAL = Principal("local", frozenset(ALL_SCOPES), "local")
-
-
-class Forbidden(AppError):
-    """The caller may not do this (the request itself is well formed)."""
-
-    code = "forbidden"
-    http_status = 403
-    exit_code = 2
-
-
-class Conflict(AppError):
-    """The request is not in a state that allows the operation (decided, expired, applying)."""
-
-    code = "conflict"
-    http_status = 409
-    exit_code = 2
 
 
 # ------------------------------------------------------------------------------------------- models

@@ -18,7 +18,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from api.mcp.auth import caller
-from services import tagging
+from services import errors, tagging
 from services.auth import Principal
 from services.errors import InvalidInput
 from services.runtime import Runtime
@@ -154,7 +154,7 @@ def register_tagging_tools(mcp: MCPServer, runtime: Callable[[], Runtime], princ
         def run() -> tagging.TaggingRequestOut:
             chosen = _decision(approve, decision)
             if declined and chosen == "approve":
-                raise tagging.Forbidden("the user did not confirm the approval", field="request_id",
+                raise errors.Forbidden("the user did not confirm the approval", field="request_id",
                                         fix="nothing was decided; ask the user, or have another approver decide")
             return tagging.decide(runtime(), who, request_id, chosen, comment, user_consented=confirmed)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services import tagging
+from services import errors, tagging
 from services.auth import ALL_SCOPES, InsufficientScope, Principal
 from services.db.models import AuditRow, TaggingRequestRow, utcnow
 from services.errors import InvalidInput
@@ -181,7 +181,7 @@ def test_self_approval_refused_above_threshold_and_audited(rt: Any) -> None:
     arns = _instances(rt, 5, {"Environment": "dev"})
     big = tagging.create_request(rt, ALICE, resource_arns=arns, tags={"CostCenter": "Payments"})
     assert big.risk.level == "high" and "5 resources change" in big.risk.reasons[0]
-    with pytest.raises(tagging.Forbidden, match="cannot approve"):
+    with pytest.raises(errors.Forbidden, match="cannot approve"):
         tagging.decide(rt, ALICE, big.request_id, "approve")
     assert tagging.get_request(rt, big.request_id).status == "pending_approval"
     assert tagging.decide(rt, BOB, big.request_id, "approve").status == "approved"  # dry run: nothing applied
@@ -206,7 +206,7 @@ def test_expired_and_replayed_approvals_refused_and_dry_run_changes_nothing(rt: 
     assert approved.status == "approved" and approved.outcome_counts == {}
     time.sleep(0.3)
     assert _tags(rt, arns) == before  # a dry run never touches the cloud
-    with pytest.raises(tagging.Conflict, match="already decided"):
+    with pytest.raises(errors.Conflict, match="already decided"):
         tagging.decide(rt, BOB, dry.request_id, "approve")  # replay
     script = tagging.remediation_script(rt, dry.request_id)
     assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
@@ -215,16 +215,16 @@ def test_expired_and_replayed_approvals_refused_and_dry_run_changes_nothing(rt: 
     late = tagging.create_request(rt, ALICE, resource_arns=arns, tags={"CostCenter": "Payments"}, dry_run=False)
     with rt.db.session() as s:
         s.get(TaggingRequestRow, late.request_id).expires_at = utcnow() - timedelta(minutes=1)
-    with pytest.raises(tagging.Conflict, match="expired"):
+    with pytest.raises(errors.Conflict, match="expired"):
         tagging.decide(rt, BOB, late.request_id, "approve")
     assert tagging.get_request(rt, late.request_id).status == "expired"
-    with pytest.raises(tagging.Conflict):
+    with pytest.raises(errors.Conflict):
         tagging.decide(rt, BOB, late.request_id, "approve")
     assert _tags(rt, arns) == before
 
     denied = tagging.create_request(rt, ALICE, resource_arns=arns, tags={"CostCenter": "Payments"}, dry_run=False)
     assert tagging.decide(rt, BOB, denied.request_id, "deny", "not now").status == "denied"
-    with pytest.raises(tagging.Conflict, match="replayed"):
+    with pytest.raises(errors.Conflict, match="replayed"):
         tagging.decide(rt, BOB, denied.request_id, "approve")
     assert _tags(rt, arns) == before
 
@@ -320,7 +320,7 @@ def test_approval_survives_a_broker_outage_and_resumes(rt: Any) -> None:
     assert stuck.status == "applying" and stuck.outcome_counts == {"pending": 2}
     tagging.resume_apply(rt, BOB, request.request_id)
     assert _wait(rt, request.request_id).status == "applied"
-    with pytest.raises(tagging.Conflict):
+    with pytest.raises(errors.Conflict):
         tagging.resume_apply(rt, BOB, request.request_id)
 
 
