@@ -33,11 +33,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Integer, case, delete, distinct, func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from policies.engine import CompiledPolicy
 from scanner.providers.aws import registry
+from services.db.engine import dialect_insert
 from services.db.models import ResourceRow, ResourceTagChangeRow, ScanResourceRow, ScanRow, ViolationRow, utcnow
 from services.errors import InvalidInput
 from services.runtime import Runtime
@@ -207,11 +207,10 @@ def _write_changes(s: Session, scan_id: str, shard_id: str,
                 row["impact_reason"] = "the resource went from compliant to non-compliant with these changes"
         rows.extend(resource_rows)
 
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
     keys = ("scan_id", "arn", "tag_key")
     for start in range(0, len(rows), _CHUNK):
         batch = rows[start:start + _CHUNK]
-        stmt = insert(ResourceTagChangeRow)
+        stmt = dialect_insert(s, ResourceTagChangeRow)
         # A resource listed by two shards of one scan: the last write wins, never a second row.
         s.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_={
             c: getattr(stmt.excluded, c) for c in batch[0] if c not in keys}), batch)

@@ -14,7 +14,7 @@ from typing import Any
 
 from policies.engine import CompiledPolicy, compile_policy
 from policies.policy import Policy, PolicyError, load_policy, load_policy_file
-from services.db.engine import Database
+from services.db.engine import Database, dialect_insert
 from services.db.models import PolicyRow
 from services.errors import NotFound, PolicyInvalid
 
@@ -49,9 +49,12 @@ def register_policy(db: Database, policy: Policy, source: str, *, imported_by: s
     """Store ``policy`` (once per content hash) and return its version."""
     digest = policy.content_hash()
     with db.session() as s:
-        if s.get(PolicyRow, digest) is None:
-            s.add(PolicyRow(id=digest, version_label=policy.version, source=source,
-                            content=policy.model_dump(mode="json"), imported_by=imported_by))
+        # ON CONFLICT, not get-then-add: two scans starting together (two beat slots in one minute) both
+        # register the same content hash, and the second plain INSERT would fail its whole scan.
+        stmt = dialect_insert(s, PolicyRow).values(
+            id=digest, version_label=policy.version, source=source,
+            content=policy.model_dump(mode="json"), imported_by=imported_by)
+        s.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
     return PolicyVersion(id=digest, version_label=policy.version, source=source, policy=policy)
 
 

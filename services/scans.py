@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, case, delete, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from policies.engine import evaluate_resource
@@ -30,6 +29,7 @@ from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from services import drift, metrics
+from services.db.engine import dialect_insert
 from services.db.models import (
     ResourceRow,
     ScanResourceRow,
@@ -385,9 +385,7 @@ def _upsert(s: Session, model: Any, rows: list[dict[str, Any]], keys: list[str],
             keep: Sequence[str] = ()) -> None:
     if not rows:
         return
-    dialect = s.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(model)
+    stmt = dialect_insert(s, model)
     updates = {c: getattr(stmt.excluded, c) for c in rows[0] if c not in keys and c not in keep}
     s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,6 +60,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def dialect_insert(s: Session, model: Any) -> Any:
+    """An INSERT for ``model`` that supports ON CONFLICT on both databases we run on (PostgreSQL, SQLite)."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

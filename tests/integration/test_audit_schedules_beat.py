@@ -202,8 +202,10 @@ def test_beat_fires_a_stored_schedule_and_stops_when_it_is_disabled_or_deleted(s
     wait_for("webhook B notification", lambda: webhook.bodies(hook_b), 30, logs)
     elapsed = time.monotonic() - started
     payload = webhook.bodies(hook_a)[0]
-    shown = audit_schedules.get_schedule(rt, a.schedule_id)
-    assert shown.last_scan_id and shown.last_status == "succeeded", shown
+    # The outcome is recorded just after the notifications go out: wait for it rather than race it.
+    shown = wait_for("A's run recorded", lambda: (lambda sh: sh if sh.last_status == "succeeded" else None)(
+        audit_schedules.get_schedule(rt, a.schedule_id)), 15, logs)
+    assert shown.last_scan_id, shown
     scan = _scans_of(rt, a.schedule_id)[0]
     assert scan.status == "succeeded" and scan.trigger == "scheduled"
     assert scan.request["resource_types"] == ["ec2:instance", "s3:bucket"]
