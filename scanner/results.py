@@ -29,6 +29,9 @@ class ShardResult:
     failures: list[CollectFailure] = field(default_factory=list)
     api_calls: int = 0
     retries: int = 0
+    throttles: int = 0
+    # {"ec2": {"calls": 12, "retries": 1, "throttles": 1}, ...}
+    api_by_family: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property

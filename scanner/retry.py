@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import (
@@ -29,6 +31,7 @@ from tenacity import (
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 T = TypeVar("T")
 
@@ -119,6 +122,41 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The ``Retry-After`` a service sent with its error (seconds or an HTTP date), if any."""
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class wait_honouring_retry_after(wait_base):  # named like tenacity's own wait strategies
+    """The jittered backoff, but never shorter than a ``Retry-After`` the service asked for (capped)."""
+
+    def __init__(self, inner: wait_base, cap: float) -> None:
+        self.inner = inner
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = float(self.inner(retry_state))
+        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        hinted = retry_after_seconds(exc) if exc is not None else None
+        return min(self.cap, max(wait, hinted)) if hinted is not None else wait
+
+
 def is_throttling(exc: BaseException) -> bool:
     """True when the service asked us to slow down."""
     return error_code(exc) in THROTTLING_CODES or http_status(exc) == 429
@@ -185,7 +223,8 @@ def retrying(
 
     return Retrying(
         stop=stop,
-        wait=wait_random_exponential(multiplier=policy.base_wait, max=policy.max_wait),
+        wait=wait_honouring_retry_after(wait_random_exponential(multiplier=policy.base_wait, max=policy.max_wait),
+                                        cap=policy.max_wait),
         retry=retry_if_exception(is_retryable),
         before_sleep=_before_sleep,
         sleep=sleep,

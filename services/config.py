@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scanner.ratelimit import parse_rate_limits
 from services.errors import InvalidInput
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "examples" / "default.json"
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
     aws_default_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     aws_role_name: str = "OrganizationAccountAccessRole"
+    aws_role_arn_template: str | None = Field(default=None, description=(
+        "Role assumed in each member account as an ARN template with {account_id}, e.g. "
+        "arn:aws:iam::{account_id}:role/FinOpsTagComplianceScanner; wins over FINOPS_AWS_ROLE_NAME."))
     aws_external_id: str | None = None
     accounts: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                 description="Default accounts to scan; empty = the caller's account.")
@@ -75,6 +79,18 @@ class Settings(BaseSettings):
     shard_max_retries: int = 3
     embedded_worker_threads: int = Field(default=4, ge=1, le=32)
     api_call_attempts: int = Field(default=5, ge=1, le=10)
+    # Client-side budgets per (account, region, API family), shared through Redis by every worker in
+    # production (scanner.shared_ratelimit), per process in the embedded mode.
+    api_rate_per_s: float = Field(default=20.0, gt=0, le=10000, description=(
+        "Calls per second per account, region and API family, unless FINOPS_API_RATE_LIMITS names the family."))
+    api_burst: int = Field(default=100, ge=1, le=10000, description=(
+        "Calls a bucket may make at once after a pause (defaults follow EC2's documented Describe* bucket)."))
+    api_rate_limits: str = Field(default="", description=(
+        "Per-family budgets as FAMILY=RATE[:BURST] separated by commas, e.g. ec2=20:40,tagging=5:10."))
+    # Inventory reuse: a shard with the same account, region, types, region filter and policy version that
+    # succeeded this recently is not collected again (force_refresh skips the reuse). 0 = never reuse.
+    inventory_cache_minutes: float = Field(default=0.0, ge=0, le=1440, description=(
+        "Reuse the inventory of a shard collected this many minutes ago by an identical scan (0 = off)."))
 
     # History: beat's daily snapshot (a full scan flagged "scheduled") and which scans count in trends.
     snapshot_time: str = Field(default="02:00", description=(
@@ -164,6 +180,31 @@ class Settings(BaseSettings):
         # Environment variables hold "a,b,c", not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        try:
+            parse_rate_limits(value)
+        except ValueError as exc:
+            raise ValueError(f"FINOPS_API_RATE_LIMITS: {exc}") from None
+        return value
+
+    @field_validator("aws_role_arn_template")
+    @classmethod
+    def _role_template(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith("arn:") or ":role/" not in value or "{account_id}" not in value:
+            raise ValueError("FINOPS_AWS_ROLE_ARN_TEMPLATE must be a role ARN with {account_id}, e.g. "
+                             f"arn:aws:iam::{{account_id}}:role/FinOpsTagComplianceScanner; got {value!r}")
+        try:
+            value.format(account_id="111122223333")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("FINOPS_AWS_ROLE_ARN_TEMPLATE may contain only the {account_id} placeholder; "
+                             f"got {value!r}") from None
         return value
 
     @field_validator("snapshot_time")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from scanner.providers.aws.session import AwsSessionFactory
-from scanner.ratelimit import NullLimiter, RateLimiter
+from scanner.ratelimit import LocalTokenBucketLimiter, RateLimiter, parse_rate_limits
+from scanner.shared_ratelimit import RedisTokenBucketLimiter
 from services.config import Settings
 from services.db.engine import Database
 from services.policy_store import CompiledPolicyCache
@@ -35,7 +36,8 @@ class Runtime:
     db: Database
     dispatcher: TaskDispatcher
     policies: CompiledPolicyCache = field(default_factory=CompiledPolicyCache)
-    limiter: RateLimiter = field(default_factory=NullLimiter)
+    # None: built from the settings on first use (shared Redis buckets when Redis is configured).
+    _limiter: RateLimiter | None = None
     _aws: AwsSessionFactory | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,5 +48,24 @@ class Runtime:
             if self._aws is None:
                 s = self.settings
                 self._aws = AwsSessionFactory(endpoint_url=s.aws_endpoint_url, default_region=s.aws_default_region,
-                                              role_name=s.aws_role_name, external_id=s.aws_external_id)
+                                              role_name=s.aws_role_name, external_id=s.aws_external_id,
+                                              role_arn_template=s.aws_role_arn_template)
             return self._aws
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The cloud API rate limiter of this process, created on first use."""
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = build_limiter(self.settings)
+            return self._limiter
+
+
+def build_limiter(settings: Settings) -> RateLimiter:
+    """Shared token buckets in Redis when a Redis broker or REDIS_URL is configured, else per process."""
+    overrides = parse_rate_limits(settings.api_rate_limits)
+    url = settings.redis_url or (settings.celery_broker_url if (settings.celery_broker_url or "").startswith(
+        ("redis://", "rediss://")) else None)
+    if url:
+        return RedisTokenBucketLimiter(url, settings.api_rate_per_s, settings.api_burst, overrides=overrides)
+    return LocalTokenBucketLimiter(settings.api_rate_per_s, settings.api_burst, overrides=overrides)

@@ -28,7 +28,7 @@ from scanner.providers.aws.known_regions import KNOWN_REGIONS
 from scanner.providers.aws.organization import list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
-from services import drift, metrics
+from services import drift, inventory_cache, metrics
 from services.db.engine import dialect_insert
 from services.db.models import (
     ResourceRow,
@@ -286,7 +286,8 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
         as_of = scan_as_of(scan)
         observed_at = _aware(scan.created_at)  # resources' last_seen orders observations by scan
         interactive = scan.trigger == "interactive"
-        allowed_regions = _allowed_regions(rt, ScanRequest.model_validate(scan.request))
+        request = ScanRequest.model_validate(scan.request)
+        allowed_regions, force_refresh = _allowed_regions(rt, request), request.force_refresh
         account, region, group = shard.account_id, shard.region, shard.group
         types, attempts = list(shard.resource_types), shard.attempts
     if cancelled:
@@ -294,22 +295,33 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
         return ShardOutcome(status="cancelled")
 
     compiled = rt.policies.get(rt.db, policy_id, as_of)
-    with metrics.SHARD_SECONDS.labels(provider="aws").time():
-        if group == TAGGING_API_GROUP:
-            result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()))
-        else:
-            result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter)
+    reused = None if force_refresh else inventory_cache.reusable_shard(
+        rt, scan_id=scan_id, shard_id=shard_id, policy_id=policy_id, allowed_regions=allowed_regions)
+    if reused is not None:
+        result = reused.result
+    else:
+        with metrics.SHARD_SECONDS.labels(provider="aws").time():
+            if group == TAGGING_API_GROUP:
+                result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()),
+                                             limiter=rt.limiter)
+            else:
+                result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter)
     if region == GLOBAL_REGION and allowed_regions is not None:
         # Global listings (S3) return every region's resources: keep the regions that were asked for.
         keep = allowed_regions | {GLOBAL_REGION}
         result.resources = [r for r in result.resources if r.region in keep]
     metrics.API_CALLS.labels(provider="aws").inc(result.api_calls)
     metrics.API_RETRIES.labels(provider="aws").inc(result.retries)
+    for family, counts in result.api_by_family.items():
+        metrics.API_CALLS_BY_FAMILY.labels(provider="aws", api_family=family).inc(counts.get("calls", 0))
+        metrics.API_RETRIES_BY_FAMILY.labels(provider="aws", api_family=family).inc(counts.get("retries", 0))
+        metrics.API_THROTTLES_BY_FAMILY.labels(provider="aws", api_family=family).inc(counts.get("throttles", 0))
 
     retryable = bool(result.failures) and all(f.retryable for f in result.failures)
     will_retry = retryable and attempts <= rt.settings.shard_max_retries
     status = "queued" if will_retry else ("failed" if result.failures else "succeeded")
-    _store_shard(rt, scan_id, shard_id, result, compiled, status, observed_at=observed_at)
+    _store_shard(rt, scan_id, shard_id, result, compiled, status, observed_at=observed_at,
+                 reused_from=reused.scan_id if reused else None)
     metrics.SHARDS_FINISHED.labels(status=status).inc()
     if will_retry:
         return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status, interactive=interactive)
@@ -324,7 +336,7 @@ def _allowed_regions(rt: Runtime, request: ScanRequest) -> set[str] | None:
 
 
 def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, compiled: Any,
-                 status: str, *, observed_at: datetime | None = None) -> None:
+                 status: str, *, observed_at: datetime | None = None, reused_from: str | None = None) -> None:
     """Replace this shard's rows in one transaction: a redelivered shard leaves exactly one copy.
 
     ``observed_at`` (the scan's creation time) stamps the resources' latest state, so a shard stored
@@ -350,19 +362,25 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
             _upsert(s, ScanResourceRow, chunk, ["scan_id", "arn"])
         for chunk in _chunks(violation_rows):
             _upsert(s, ViolationRow, chunk, ["scan_id", "resource_arn", "rule_id"])
-        latest = [{"arn": r.arn, "resource_id": r.resource_id, "resource_type": r.resource_type,
-                   "account_id": r.account_id, "region": r.region, "name": r.name, "tags": dict(r.tags),
-                   "attributes": _jsonable(r.attributes), "first_seen": now, "last_seen": now,
-                   "last_scan_id": scan_id} for r in resources.values()]
-        # Tags that differ from each resource's previous observation become drift rows (same transaction).
-        latest = drift.record_tag_changes(s, scan_id, shard_id, latest, resource_rows, violation_rows, compiled, now)
-        for chunk in _chunks(latest):
-            _upsert(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
+        # A reused inventory is not a new look at the cloud: the latest state and drift stay as they were.
+        if reused_from is None:
+            latest = [{"arn": r.arn, "resource_id": r.resource_id, "resource_type": r.resource_type,
+                       "account_id": r.account_id, "region": r.region, "name": r.name, "tags": dict(r.tags),
+                       "attributes": _jsonable(r.attributes), "first_seen": now, "last_seen": now,
+                       "last_scan_id": scan_id} for r in resources.values()]
+            # Tags that differ from each resource's previous observation become drift rows (same transaction).
+            latest = drift.record_tag_changes(s, scan_id, shard_id, latest, resource_rows, violation_rows,
+                                              compiled, now)
+            for chunk in _chunks(latest):
+                _upsert(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
         shard = s.get(ScanShardRow, shard_id)
         assert shard is not None
         shard.status = status
         shard.api_calls += result.api_calls
         shard.retries += result.retries
+        shard.throttles += result.throttles
+        shard.api_by_family = _merge_family_counts(shard.api_by_family, result.api_by_family)
+        shard.reused_from_scan = reused_from
         shard.resources_found = len(resources)
         shard.failures = [{"resource_type": f.resource_type, "code": f.code, "message": f.message,
                            "retryable": f.retryable} for f in result.failures]
@@ -370,6 +388,16 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
         shard.error = "; ".join(f"{f.resource_type}: {f.code}: {f.message}" for f in result.failures) or None
         if status in TERMINAL_SHARD_STATUSES:
             shard.finished_at = utcnow()
+
+
+def _merge_family_counts(stored: dict[str, Any] | None, new: dict[str, dict[str, int]]) -> dict[str, Any] | None:
+    # Attempts of one shard add up (a shard run again after throttling made the calls of both runs).
+    merged: dict[str, dict[str, int]] = {f: dict(c) for f, c in (stored or {}).items()}
+    for family, counts in new.items():
+        into = merged.setdefault(family, {})
+        for name, value in counts.items():
+            into[name] = into.get(name, 0) + value
+    return merged or None
 
 
 def _violation_row(scan_id: str, shard_id: str, v: Violation) -> dict[str, Any]:
@@ -659,19 +687,25 @@ def _decode_cursor(cursor: str) -> tuple[str, str, str]:
 
 
 def _progress(s: Session, scan: ScanRow) -> Progress:
+    retried = ScanShardRow.attempts > 1
+    reused = ScanShardRow.reused_from_scan.is_not(None)
     q = select(ScanShardRow.status, func.count(), func.sum(ScanShardRow.resources_found),
-               func.sum(ScanShardRow.api_calls), func.sum(ScanShardRow.retries)).where(
+               func.sum(ScanShardRow.api_calls), func.sum(ScanShardRow.retries), func.sum(ScanShardRow.throttles),
+               func.sum(case((retried, 1), else_=0)), func.sum(case((reused, 1), else_=0))).where(
         ScanShardRow.scan_id == scan.id).group_by(ScanShardRow.status)
     counts: dict[str, int] = {}
-    found = calls = retries = 0
-    for status, n, res, api, rtr in s.execute(q):
+    found = calls = retries = throttles = shards_retried = shards_reused = 0
+    for status, n, res, api, rtr, thr, n_retried, n_reused in s.execute(q):
         counts[status] = n
         found, calls, retries = found + int(res or 0), calls + int(api or 0), retries + int(rtr or 0)
+        throttles += int(thr or 0)
+        shards_retried, shards_reused = shards_retried + int(n_retried or 0), shards_reused + int(n_reused or 0)
     total = sum(counts.values())
     done = sum(n for st, n in counts.items() if st in TERMINAL_SHARD_STATUSES)
     return Progress(shards_total=total, shards_done=done, shards_running=counts.get("running", 0),
                     shards_failed=counts.get("failed", 0), shards_queued=counts.get("queued", 0),
-                    resources_found=found, api_calls=calls, retries=retries)
+                    shards_retried=shards_retried, shards_reused=shards_reused, resources_found=found,
+                    api_calls=calls, retries=retries, throttles=throttles)
 
 
 def list_scans(rt: Runtime, *, limit: int = 20, status: str | None = None) -> list[ScanSummary]:

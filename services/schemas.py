@@ -101,14 +101,20 @@ class DataQuality(BaseModel):
 
 
 class Progress(BaseModel):
+    """The scan's plan and how far it got: shards of (account, region, resource-type group)."""
+
     shards_total: int
     shards_done: int
     shards_running: int
     shards_failed: int
     shards_queued: int
+    shards_retried: int = Field(default=0, description="Shards that needed more than one attempt.")
+    shards_reused: int = Field(default=0, description=(
+        "Shards that reused a recent identical shard's inventory (FINOPS_INVENTORY_CACHE_MINUTES)."))
     resources_found: int
     api_calls: int
     retries: int
+    throttles: int = Field(default=0, description="Throttling answers from the cloud (each was retried).")
 
 
 class BreakdownEntry(BaseModel):

@@ -110,6 +110,11 @@ class ScanShardRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     api_calls: Mapped[int] = mapped_column(Integer, default=0)
     retries: Mapped[int] = mapped_column(Integer, default=0)
+    throttles: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Calls, retries and throttles per API family ({"ec2": {"calls": 12, "retries": 1, "throttles": 1}}).
+    api_by_family: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The scan whose inventory this shard reused (FINOPS_INVENTORY_CACHE_MINUTES), None when collected.
+    reused_from_scan: Mapped[str | None] = mapped_column(String(36), default=None)
     resources_found: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[list[Any]] = mapped_column(JSON, default=list)
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -100,3 +100,65 @@ def test_invalid_settings() -> None:
         LocalTokenBucketLimiter(1, 0)
     with pytest.raises(ValueError):
         LocalTokenBucketLimiter(1, 1, overrides={"ec2": (0.0, 1)})
+
+
+def test_a_throttle_halves_the_rate_for_a_while_then_it_recovers() -> None:
+    from scanner.ratelimit import PENALTY_SECONDS
+
+    limiter, clock = make(rate=10, burst=5)
+    limiter.acquire("a:r:ec2")
+    limiter.note_throttle("a:r:ec2")  # spare tokens dropped, rate 5/s
+    limiter.acquire("a:r:ec2")
+    assert clock.sleeps == pytest.approx([0.2])
+    limiter.note_throttle("a:r:ec2")
+    limiter.note_throttle("a:r:ec2")
+    limiter.note_throttle("a:r:ec2")
+    limiter.note_throttle("a:r:ec2")  # floors at an eighth of the rate
+    clock.sleeps.clear()
+    clock.now += 0.0
+    limiter.acquire("a:r:ec2")
+    assert clock.sleeps[-1] >= 1 / (10 * 0.125) - 1e-9
+    clock.now += PENALTY_SECONDS + 10  # the penalty expires: full rate and burst again
+    clock.sleeps.clear()
+    for _ in range(5):
+        limiter.acquire("a:r:ec2")
+    assert clock.sleeps == []
+    limiter.acquire("b:r:ec2")  # other keys were never slowed
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", {}),
+    ("ec2=20:40", {"ec2": (20.0, 40)}),
+    (" ec2=20:40 , tagging=5 ", {"ec2": (20.0, 40), "tagging": (5.0, 5)}),
+    ("s3=0.5:1", {"s3": (0.5, 1)}),
+])
+def test_rate_limit_settings_parse(text: str, expected: dict[str, tuple[float, int]]) -> None:
+    from scanner.ratelimit import parse_rate_limits
+
+    assert parse_rate_limits(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ec2", "ec2=", "=5", "ec2=fast", "ec2=5:many", "ec2=0", "ec2=5:0"])
+def test_bad_rate_limit_settings_name_the_entry(text: str) -> None:
+    from scanner.ratelimit import parse_rate_limits
+
+    with pytest.raises(ValueError, match="rate limit entry"):
+        parse_rate_limits(text)
+
+
+def test_settings_refuse_bad_limits_and_role_templates() -> None:
+    from services.config import Settings
+
+    with pytest.raises(ValueError, match="FINOPS_API_RATE_LIMITS"):
+        Settings(api_rate_limits="ec2=fast")
+    with pytest.raises(ValueError, match="FINOPS_AWS_ROLE_ARN_TEMPLATE"):
+        Settings(aws_role_arn_template="arn:aws:iam::123456789012:role/Fixed")
+    with pytest.raises(ValueError, match="FINOPS_AWS_ROLE_ARN_TEMPLATE"):
+        Settings(aws_role_arn_template="arn:aws:iam::{account_id}:role/{region}")
+    ok = Settings(aws_role_arn_template="arn:aws-us-gov:iam::{account_id}:role/path/Scanner")
+    from scanner.providers.aws.session import AwsSessionFactory
+
+    factory = AwsSessionFactory(role_arn_template=ok.aws_role_arn_template, role_name="Ignored")
+    assert factory.role_arn("111122223333") == "arn:aws-us-gov:iam::111122223333:role/path/Scanner"
+    assert AwsSessionFactory(role_name="R").role_arn("111122223333") == "arn:aws:iam::111122223333:role/R"

@@ -146,3 +146,33 @@ def test_policy_validation() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_wait=-1)
+
+
+def test_retry_after_is_honoured_but_capped() -> None:
+    from botocore.exceptions import ClientError
+
+    from scanner.retry import RetryPolicy, retry_after_seconds, retrying
+
+    def throttled(retry_after: str | None) -> ClientError:
+        headers = {"retry-after": retry_after} if retry_after is not None else {}
+        return ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "slow down"},
+                            "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": headers}}, "ListThings")
+
+    assert retry_after_seconds(throttled("3")) == 3.0
+    assert retry_after_seconds(throttled(None)) is None
+    assert retry_after_seconds(throttled("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0  # a date in the past
+    assert retry_after_seconds(throttled("soon")) is None
+
+    sleeps: list[float] = []
+    calls = iter([throttled("3"), throttled("999"), None])
+
+    def call() -> str:
+        exc = next(calls)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    policy = RetryPolicy(attempts=5, base_wait=0.01, max_wait=20.0, max_total=None)
+    assert retrying(policy, sleep=sleeps.append)(call) == "ok"
+    assert sleeps[0] >= 3.0  # the service's hint beats the 10 ms backoff
+    assert sleeps[1] == 20.0  # and is capped by max_wait

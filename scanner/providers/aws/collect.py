@@ -129,9 +129,13 @@ def collect_shard(
             result.failures.extend(outcome.failures)
             if outcome.excluded:
                 result.notes.append(f"{info.resource_type}: {outcome.excluded} skipped by exclusion rules")
-    result.api_calls = stats.api_calls
-    result.retries = stats.retries
+    _copy_stats(stats, result)
     return result
+
+
+def _copy_stats(stats: CallStats, result: ShardResult) -> None:
+    result.api_calls, result.retries, result.throttles = stats.api_calls, stats.retries, stats.throttles
+    result.api_by_family = {family: dict(counts) for family, counts in stats.by_family.items()}
 
 
 # -------------------------------------------------------------------------------- tagging API
@@ -205,8 +209,7 @@ def collect_tagging_api(
                 result.resources.append(_resource_from_mapping(mapping, account_id, region))
     except Exception as exc:
         result.failures.append(_failure("tagging-api", exc))
-    result.api_calls = stats.api_calls
-    result.retries = stats.retries
+    _copy_stats(stats, result)
     return result
 
 

@@ -43,7 +43,7 @@ from scanner.providers.aws.registry import (
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter, limiter_key
 from scanner.results import CollectFailure
-from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, retrying
+from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, is_throttling, retrying
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +117,35 @@ def _page_config(service: str, operation: str, pagination: Pagination) -> _PageC
 # ------------------------------------------------------------------------------------- context
 @dataclass(slots=True)
 class CallStats:
-    """Thread-safe counters of API calls (every attempt) and retries."""
+    """Thread-safe counters of API calls (every attempt), retries and throttles, in total and per API family."""
 
     api_calls: int = 0
     retries: int = 0
+    throttles: int = 0
+    by_family: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add_call(self) -> None:
+    def _family(self, family: str) -> dict[str, int]:
+        counts = self.by_family.get(family)
+        if counts is None:
+            counts = self.by_family[family] = {"calls": 0, "retries": 0, "throttles": 0}
+        return counts
+
+    def add_call(self, family: str = "other") -> None:
         with self._lock:
             self.api_calls += 1
+            self._family(family)["calls"] += 1
 
-    def add_retry(self, exc: BaseException, attempt: int, sleep: float) -> None:
+    def add_retry(self, exc: BaseException, attempt: int, sleep: float, family: str = "other") -> None:
         log.info("retrying after %s (attempt %d, sleeping %.2fs)", error_code(exc), attempt, sleep)
+        throttled = is_throttling(exc)
         with self._lock:
             self.retries += 1
+            counts = self._family(family)
+            counts["retries"] += 1
+            if throttled:
+                self.throttles += 1
+                counts["throttles"] += 1
 
 
 @dataclass(slots=True)
@@ -178,11 +193,16 @@ class CollectContext:
             # Asking for the client on each attempt picks up refreshed assumed-role credentials.
             client = self.factory.client(self.account_id, service, api_region)
             self.limiter.acquire(key)
-            self.stats.add_call()
+            self.stats.add_call(api_family)
             response: dict[str, Any] = getattr(client, method_name)(**kwargs)
             return response
 
-        result: dict[str, Any] = retrying(self.retry_policy, self.stats.add_retry)(attempt)
+        def on_retry(exc: BaseException, attempt_number: int, sleep: float) -> None:
+            self.stats.add_retry(exc, attempt_number, sleep, api_family)
+            if is_throttling(exc):  # every worker sharing this bucket slows down, not just this call
+                self.limiter.note_throttle(key)
+
+        result: dict[str, Any] = retrying(self.retry_policy, on_retry)(attempt)
         return result
 
     def pages(

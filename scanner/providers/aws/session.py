@@ -61,8 +61,9 @@ class AwsSessionFactory:
     ``credentials`` are keyword arguments for ``boto3.Session`` (``aws_access_key_id``,
     ``aws_secret_access_key``, ``aws_session_token``, ``profile_name``); without them boto3's default
     chain is used. ``endpoint_url`` points every client at one endpoint (moto in tests and the demo).
-    Member accounts are reached through ``arn:aws:iam::{account}:role/{role_name}``, with
-    ``external_id`` when the role's trust policy requires one.
+    Member accounts are reached through ``arn:aws:iam::{account}:role/{role_name}``, or through
+    ``role_arn_template`` (``arn:aws:iam::{account_id}:role/Scanner``, for roles under a path or in
+    another partition) when given, with ``external_id`` when the role's trust policy requires one.
     """
 
     def __init__(
@@ -77,10 +78,12 @@ class AwsSessionFactory:
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
         partition: str = "aws",
+        role_arn_template: str | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self._default_region = default_region
         self.role_name = role_name
+        self.role_arn_template = role_arn_template
         self.external_id = external_id
         self.partition = partition
         self._credentials = dict(credentials or {})
@@ -129,6 +132,8 @@ class AwsSessionFactory:
 
     def role_arn(self, account_id: str) -> str:
         """The role assumed in ``account_id``."""
+        if self.role_arn_template:
+            return self.role_arn_template.format(account_id=account_id)
         return f"arn:{self.partition}:iam::{account_id}:role/{self.role_name}"
 
     def session_for(self, account_id: str) -> boto3.Session:
