@@ -220,5 +220,43 @@ def test_throttled_shard_is_retried_whole_and_completes(embedded_runtime: Any, s
     with rt.db.session() as s:
         shard = s.get(ScanShardRow, f"{scan_id}/{account}/{region}/dynamodb")
         assert shard is not None and shard.attempts >= 2 and shard.status == "succeeded"
+        # Counted per API family, across the shard's attempts.
+        assert shard.api_by_family is not None and shard.api_by_family["dynamodb"]["throttles"] == 12
+        assert shard.throttles == 12
+    assert result.progress.throttles == 12 and result.progress.shards_retried >= 1
     expected = expected_by_type(estate, list(estate.member_account_ids))
     assert result.total_resources == sum(expected.values())
+
+
+def test_inventory_is_reused_within_its_ttl_unless_forced(embedded_runtime: Any, small_estate: Any) -> None:
+    from tests.integration.conftest import member_volume
+
+    rt, estate = embedded_runtime, small_estate
+    rt.settings.inventory_cache_minutes = 10
+    first = wait_scan(rt, scans.submit(rt, _request(estate)))
+    assert first.status == "succeeded" and first.progress.shards_reused == 0
+    # The cloud changes after the first scan.
+    account, region = estate.member_account_ids[0], estate.regions[0]
+    member_volume(rt.settings.aws_endpoint_url, account, region, {"Owner": "x"}, session_name="cache-test")
+
+    second = wait_scan(rt, scans.submit(rt, _request(estate)))
+    assert second.status == "succeeded"
+    assert second.progress.shards_reused == second.progress.shards_total > 0
+    assert second.progress.api_calls == 0
+    # The same inventory, judged again: the new volume is not seen, the figures are the first scan's.
+    assert second.total_resources == first.total_resources
+    assert second.compliant_resources == first.compliant_resources
+    assert any("inventory reused from scan" in note for note in second.data_quality.notes)
+
+    # Another filter is another cache key: the narrower region list reads the cloud.
+    narrower = wait_scan(rt, scans.submit(rt, ScanRequest(
+        accounts=list(estate.member_account_ids), regions=[region], resource_types=sorted(estate.resource_types))))
+    assert narrower.progress.shards_reused == 0 and narrower.progress.api_calls > 0
+
+    forced = wait_scan(rt, scans.submit(rt, _request(estate, force_refresh=True)))
+    assert forced.progress.shards_reused == 0 and forced.progress.api_calls > 0
+    assert forced.total_resources == first.total_resources + 1
+
+    rt.settings.inventory_cache_minutes = 0  # off: every scan reads the cloud
+    fresh = wait_scan(rt, scans.submit(rt, _request(estate)))
+    assert fresh.progress.shards_reused == 0 and fresh.total_resources == forced.total_resources

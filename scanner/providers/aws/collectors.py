@@ -138,14 +138,14 @@ class CallStats:
 
     def add_retry(self, exc: BaseException, attempt: int, sleep: float, family: str = "other") -> None:
         log.info("retrying after %s (attempt %d, sleeping %.2fs)", error_code(exc), attempt, sleep)
-        throttled = is_throttling(exc)
         with self._lock:
             self.retries += 1
-            counts = self._family(family)
-            counts["retries"] += 1
-            if throttled:
-                self.throttles += 1
-                counts["throttles"] += 1
+            self._family(family)["retries"] += 1
+
+    def add_throttle(self, family: str = "other") -> None:
+        with self._lock:
+            self.throttles += 1
+            self._family(family)["throttles"] += 1
 
 
 @dataclass(slots=True)
@@ -194,13 +194,19 @@ class CollectContext:
             client = self.factory.client(self.account_id, service, api_region)
             self.limiter.acquire(key)
             self.stats.add_call(api_family)
-            response: dict[str, Any] = getattr(client, method_name)(**kwargs)
+            try:
+                response: dict[str, Any] = getattr(client, method_name)(**kwargs)
+            except Exception as exc:
+                # Counted on every throttled answer, the last one too (it may end the call's retries), and
+                # every worker sharing this bucket slows down, not just this call.
+                if is_throttling(exc):
+                    self.stats.add_throttle(api_family)
+                    self.limiter.note_throttle(key)
+                raise
             return response
 
         def on_retry(exc: BaseException, attempt_number: int, sleep: float) -> None:
             self.stats.add_retry(exc, attempt_number, sleep, api_family)
-            if is_throttling(exc):  # every worker sharing this bucket slows down, not just this call
-                self.limiter.note_throttle(key)
 
         result: dict[str, Any] = retrying(self.retry_policy, on_retry)(attempt)
         return result
