@@ -213,11 +213,15 @@ def scan(
     output: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
     fail_under: Annotated[float | None, typer.Option(min=0, max=1, help="Exit 3 when the score is below.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan.")] = 3600,
+    force_refresh: Annotated[bool, typer.Option(help=(
+        "Read the cloud even where a recent identical scan's inventory could be reused "
+        "(FINOPS_INVENTORY_CACHE_MINUTES)."))] = False,
 ) -> None:
     """Scan the estate and print the result (progress on stderr)."""
     from services import policy_sources, scans
 
     request = _request(accounts, regions, resource_types)
+    request.force_refresh = force_refresh
     settings = _settings(policy_path=_policy_path(policy))
     rt = _runtime(settings)
     # With no policy configured, the organization's own tag policies govern (synced when stale).
