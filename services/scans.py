@@ -243,11 +243,23 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
             yield PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))
 
 
+# A group (one service) with more types than this is split into one shard per type. EC2 holds five of
+# the heaviest types (instances, volumes, snapshots...): as one shard it would be the last to finish in
+# every region, while its types share the service's rate budget anyway (the limiter keys by API family).
+MAX_TYPES_PER_SHARD = 2
+
+
 def _grouped(types: Sequence[str]) -> list[tuple[str, list[str]]]:
     groups: dict[str, list[str]] = {}
     for t in types:
         groups.setdefault(registry.group_of(t), []).append(t)
-    return sorted(groups.items())
+    shards: list[tuple[str, list[str]]] = []
+    for group, members in groups.items():
+        if len(members) <= MAX_TYPES_PER_SHARD:
+            shards.append((group, members))
+        else:
+            shards.extend((f"{group}-{t.split(':', 1)[1]}", [t]) for t in members)
+    return sorted(shards)
 
 
 def _shard_id(scan_id: str, plan: PlannedShard) -> str:
