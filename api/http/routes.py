@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -181,6 +182,9 @@ SCANS_BY_STATUS = Gauge("finops_scans", "Scans in the database by status", ["sta
 SHARDS_BY_STATUS = Gauge("finops_shards", "Shards in the database by status", ["status"])
 SHARD_API_CALLS = Gauge("finops_shard_api_calls", "Cloud API calls recorded by all workers' shards")
 SHARD_RETRIES = Gauge("finops_shard_api_retries", "Cloud API retries recorded by all workers' shards")
+SHARD_THROTTLES = Gauge("finops_shard_api_throttles", "Throttling answers recorded by all workers' shards")
+FAMILY_LAST_DAY = Gauge("finops_api_family_last_24h", "Calls, retries and throttles per API family in the "
+                        "shards that finished in the last 24 hours (all workers)", ["api_family", "kind"])
 
 
 def refresh_db_gauges(rt: Runtime) -> None:
@@ -191,9 +195,21 @@ def refresh_db_gauges(rt: Runtime) -> None:
                 SCANS_BY_STATUS.labels(status=status).set(n)
             for status, n in s.execute(select(ScanShardRow.status, func.count()).group_by(ScanShardRow.status)):
                 SHARDS_BY_STATUS.labels(status=status).set(n)
-            calls, retries = s.execute(select(func.coalesce(func.sum(ScanShardRow.api_calls), 0),
-                                              func.coalesce(func.sum(ScanShardRow.retries), 0))).one()
+            calls, retries, throttles = s.execute(select(func.coalesce(func.sum(ScanShardRow.api_calls), 0),
+                                                         func.coalesce(func.sum(ScanShardRow.retries), 0),
+                                                         func.coalesce(func.sum(ScanShardRow.throttles), 0))).one()
             SHARD_API_CALLS.set(calls)
             SHARD_RETRIES.set(retries)
+            SHARD_THROTTLES.set(throttles)
+            # Per family from the JSON column: summed here, as SQLite and PostgreSQL read JSON differently.
+            since = datetime.now(UTC) - timedelta(hours=24)
+            totals: dict[tuple[str, str], int] = {}
+            for (by_family,) in s.execute(select(ScanShardRow.api_by_family).where(
+                    ScanShardRow.finished_at >= since, ScanShardRow.api_by_family.is_not(None))):
+                for family, counts in (by_family or {}).items():
+                    for kind, n in counts.items():
+                        totals[(family, kind)] = totals.get((family, kind), 0) + int(n)
+            for (family, kind), n in totals.items():
+                FAMILY_LAST_DAY.labels(api_family=family, kind=kind).set(n)
     except AppError:
         pass  # /metrics still answers with the process counters when the database is down

@@ -58,6 +58,14 @@ def test_scan_round_trip(client: Any, embedded_runtime: Any) -> None:
     assert validated["total"] == 2 and validated["compliant"] == 0, (arns, validated["data_quality"])
     assert all(any(v["violation_type"] == "missing_required_tag" for v in r["violations"])
                for r in validated["results"])
+    # The plan and the calls per API family are visible: in the scan's progress and in /metrics.
+    progress = done["progress"]
+    assert progress["shards_done"] == progress["shards_total"] and progress["shards_failed"] == 0
+    assert progress["api_calls"] > 0 and progress["throttles"] == 0
+    metrics = client.get("/metrics").text
+    ec2_calls = [line for line in metrics.splitlines()
+                 if line.startswith('finops_api_family_last_24h{api_family="ec2",kind="calls"}')]
+    assert ec2_calls and float(ec2_calls[0].rsplit(" ", 1)[1]) > 0, metrics[-2000:]
 
 
 @pytest.mark.parametrize(("body", "field", "needle"), [
