@@ -109,3 +109,47 @@ def test_production_mode_refuses_embedded_defaults() -> None:
         Settings(mode="production", database_url=None, celery_broker_url="redis://127.0.0.1:6379/0")
     with pytest.raises(ValueError, match="CELERY_BROKER_URL"):
         Settings(mode="production", database_url="postgresql+psycopg://x@127.0.0.1/x", celery_broker_url=None)
+
+
+def test_interactive_scans_go_ahead_of_scheduled_ones(tmp_path: Path, postgres_url: str, redis_url: str,
+                                                      aws_environment: Any) -> None:
+    """A scheduled scan queued first and an interactive one queued after: one worker slot takes every
+    interactive shard before the scheduled scan's (Redis priorities, 0 before 6)."""
+    from scanner.emulator.demo_estate import seed_small_estate
+    from scanner.emulator.server import aws_env
+    from services.config import Settings
+    from services.db.engine import Database
+    from services.db.migrate import upgrade
+    from services.runtime import Runtime
+    from workers.app import create_app
+    from workers.dispatch import CeleryDispatcher
+
+    estate = seed_small_estate(aws_environment.endpoint_url)
+    env_vars = {"FINOPS_MODE": "production", "DATABASE_URL": postgres_url, "CELERY_BROKER_URL": redis_url,
+                "FINOPS_HOME": str(tmp_path), "FINOPS_AUTH_DISABLED_I_KNOW": "true", "FINOPS_AUTH_MODE": "off",
+                **aws_env(aws_environment.endpoint_url)}
+    settings = Settings(mode="production", database_url=postgres_url, celery_broker_url=redis_url, home=tmp_path,
+                        aws_endpoint_url=aws_environment.endpoint_url)
+    upgrade(postgres_url)
+    rt = Runtime(settings=settings, db=Database(postgres_url), dispatcher=CeleryDispatcher(create_app(settings)))
+    scope = {"accounts": list(estate.member_account_ids), "regions": list(estate.regions),
+             "resource_types": sorted(estate.resource_types)}
+    scheduled = scans.submit(rt, ScanRequest(trigger="scheduled", **scope), requested_by="beat")
+    interactive = scans.submit(rt, ScanRequest(**scope))
+    # Both wait in Redis before any worker runs: the order is the broker's, not the submission's.
+    worker = WorkerProcess({**os.environ, **env_vars}, concurrency=1, log_path=tmp_path / "worker.log")
+    try:
+        for scan_id in (interactive, scheduled):
+            try:
+                assert wait_scan(rt, scan_id, timeout=120).status == "succeeded"
+            except AssertionError:
+                raise AssertionError("worker log:\n" + worker.log_text()[-4000:]) from None
+        with rt.db.session() as s:
+            starts = {scan_id: sorted(s.scalars(select(ScanShardRow.started_at)
+                                                .where(ScanShardRow.scan_id == scan_id)))
+                      for scan_id in (interactive, scheduled)}
+        assert len(starts[interactive]) > 5
+        assert starts[interactive][-1] < starts[scheduled][0], "a scheduled shard ran before interactive ones"
+    finally:
+        worker.stop()
+        rt.db.dispose()
