@@ -591,8 +591,28 @@ def test_one_item_pages_give_the_same_result(estate: Estate, region: str, types:
         # 12 zones one per page (+1 empty last page at most) and 2 tag batches; 1 distribution.
         assert list_calls >= 12 + 2 + 1 + 1
     else:
-        # 58 instances over 57 reservations in pages of 5, queues/log groups/machines/secrets 1 each.
-        assert list_calls >= 12 + 2 * 2 + 2 * 2 + 2 * 2 + 2
+        # 58 instances over 57 reservations in pages of 5, log groups/machines/secrets 1 each, the two
+        # queues listed one per page with their tags read in bulk (one tagging API page).
+        assert list_calls >= 12 + (2 + 1) + 2 * 2 + 2 * 2 + 2
+
+
+BULK_TYPES = [t for t in registry.regional_types() if registry.resolve([t])[0].tags.tagging_api_filter]
+
+
+def test_bulk_tags_from_the_tagging_api_equal_per_item_tags(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.providers.aws import collectors
+
+    assert set(BULK_TYPES) == {"dynamodb:table", "kms:key", "sns:topic", "sqs:queue"}
+    bulk = collect_shard(estate.factory(), estate.account, REGION, BULK_TYPES)
+    monkeypatch.setattr(collectors, "BULK_TAGS_MIN_ITEMS", 10**9)  # per item, as before bulk reads
+    per_item = collect_shard(estate.factory(), estate.account, REGION, BULK_TYPES)
+    assert bulk.complete and per_item.complete
+    assert {r.arn: dict(r.tags) for r in bulk.resources} == {r.arn: dict(r.tags) for r in per_item.resources}
+    for rtype in BULK_TYPES:
+        assert _by_arn(bulk.resources, rtype) == estate.expected[rtype]
+    # One tag call per resource became one tagging-API page per type.
+    assert bulk.api_calls <= per_item.api_calls - len(per_item.resources) + 2 * len(BULK_TYPES)
+    assert bulk.api_by_family["tagging"]["calls"] >= len(BULK_TYPES)
 
 
 def test_lambda_all_sixty_functions_and_tag_calls(estate: Estate) -> None:
@@ -763,7 +783,10 @@ def test_throttling_that_never_stops_becomes_retryable_failure(estate: Estate) -
     assert _by_arn(result.resources, "sns:topic") == estate.expected["sns:topic"]
 
 
-def test_per_item_tag_failure_leaves_resource_out_and_says_so(estate: Estate) -> None:
+def test_per_item_tag_failure_leaves_resource_out_and_says_so(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.providers.aws import collectors
+
+    monkeypatch.setattr(collectors, "BULK_TAGS_MIN_ITEMS", 10**9)  # the per-item path
     f = estate.factory()
     calls: list[str] = []
     sqs = f.client(estate.account, "sqs", REGION)
@@ -773,6 +796,18 @@ def test_per_item_tag_failure_leaves_resource_out_and_says_so(estate: Estate) ->
     assert failure.resource_type == "sqs:queue" and failure.code == "AccessDenied"
     assert "1 resource(s)" in failure.message and "ListQueueTags" in failure.message
     assert len(result.resources) == len(estate.expected["sqs:queue"]) - 1
+
+
+def test_tagging_api_denied_falls_back_to_per_item_tags(estate: Estate) -> None:
+    f = estate.factory()
+    calls: list[str] = []
+    rgta = f.client(estate.account, "resourcegroupstaggingapi", REGION)
+    _inject(rgta, "before-send.resource-groups-tagging-api.GetResources", [_json_error("AccessDeniedException", 400)],
+            calls)
+    result = collect_shard(f, estate.account, REGION, ["sqs:queue"], retry_policy=FAST_RETRY)
+    assert calls and result.complete  # denied once, then ListQueueTags per queue
+    assert _by_arn(result.resources) == estate.expected["sqs:queue"]
+    assert result.api_by_family["sqs"]["calls"] > len(estate.expected["sqs:queue"])
 
 
 def test_member_access_denied_on_assume_role(estate: Estate) -> None:
@@ -808,7 +843,9 @@ def test_rate_limiter_is_asked_before_every_call(estate: Estate) -> None:
     )
     assert result.complete
     assert len(keys) == result.api_calls
-    assert set(keys) == {f"{estate.account}:{REGION}:sqs", f"{estate.account}:{REGION}:ec2"}
+    # The queues' tags come from the tagging API (its own family and budget).
+    assert set(keys) == {f"{estate.account}:{REGION}:sqs", f"{estate.account}:{REGION}:ec2",
+                         f"{estate.account}:{REGION}:tagging"}
 
 
 # ------------------------------------------------------------------ tagging API, lookup by ARN

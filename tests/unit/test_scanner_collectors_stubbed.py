@@ -18,6 +18,15 @@ from policies.models import GLOBAL_REGION
 from scanner.providers.aws.collect import collect_shard
 from scanner.retry import RetryPolicy
 
+
+@pytest.fixture()
+def per_item_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These call sequences pin the per-item tag calls; bulk reads through the tagging API are proven
+    against moto (tests/integration/test_collectors_moto.py)."""
+    from scanner.providers.aws import collectors
+
+    monkeypatch.setattr(collectors, "BULK_TAGS_MIN_ITEMS", 10**9)
+
 ACCOUNT = "111122223333"
 REGION = "us-east-1"
 FAST = RetryPolicy(attempts=3, base_wait=0.0, max_wait=0.0, max_total=None)
@@ -119,7 +128,7 @@ def key_meta(i: int, manager: str) -> dict[str, Any]:
     }
 
 
-def test_kms_skips_aws_managed_keys_and_pages_tags() -> None:
+def test_kms_skips_aws_managed_keys_and_pages_tags(per_item_tags: None) -> None:
     f = StubFactory()
     kms = f.stub("kms")
     kms.add_response(
@@ -177,7 +186,7 @@ def test_kinesis_tags_page_on_has_more_tags() -> None:
     assert [dict(r.tags) for r in result.resources] == [{"a": "1", "b": "", "c": "3"}]
 
 
-def test_s3_regions_from_location_and_tags_read_in_the_bucket_region() -> None:
+def test_s3_regions_from_location_and_tags_read_in_the_bucket_region(per_item_tags: None) -> None:
     f = StubFactory()
     s3 = f.stub("s3")
     s3.add_response(

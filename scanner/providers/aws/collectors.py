@@ -114,6 +114,10 @@ def _page_config(service: str, operation: str, pagination: Pagination) -> _PageC
     raise ValueError(f"unknown pagination {pagination!r}")
 
 
+# From this many listed resources on, a type whose tags the tagging API serves reads them in bulk.
+BULK_TAGS_MIN_ITEMS = 2
+
+
 # ------------------------------------------------------------------------------------- context
 @dataclass(slots=True)
 class CallStats:
@@ -670,8 +674,47 @@ class TypeRun:
                 )
             return pending
         if spec.source is TagSource.PER_ITEM:
+            # Targeted lookups (a few wanted ARNs) stay per item: the bulk read pages through every
+            # tagged resource of the type in the region.
+            if spec.tagging_api_filter and self.wanted is None and len(pending) >= BULK_TAGS_MIN_ITEMS:
+                return self._tags_from_tagging_api(pending, spec.tagging_api_filter)
             return self._tags_per_item(pending)
         return self._tags_batched(pending)
+
+    def _tags_from_tagging_api(self, pending: list[_Pending], type_filter: str) -> list[_Pending]:
+        """Tags of many listed resources from the Resource Groups Tagging API, one page per 100 tagged
+        resources (per region for types whose items live in their own region, as S3 buckets do).
+
+        The API lists only resources that carry (or carried) tags, so a listed resource it does not
+        return has none. When the API cannot be used here (denied, not offered in the region) the
+        type falls back to its own per-item tag calls for that region.
+        """
+        spec = self.info.tags
+        by_region: dict[str | None, list[_Pending]] = {}
+        for p in pending:
+            region = p.ident.region if spec.in_item_region and p.ident.region != GLOBAL_REGION else None
+            by_region.setdefault(region, []).append(p)
+        done: list[_Pending] = []
+        for region, group in by_region.items():
+            found: dict[str, dict[str, str]] = {}
+            try:
+                for page in self.ctx.pages("resourcegroupstaggingapi", "tagging", "GetResources",
+                                           {"ResourceTypeFilters": [type_filter], "ResourcesPerPage": 100},
+                                           BOTOCORE, region=region):
+                    for mapping in page.get("ResourceTagMappingList") or []:
+                        found[normalize_arn(str(mapping["ResourceARN"]))] = normalize_tags(
+                            mapping.get("Tags"), TagShape.KV_LIST)
+            except ClientError as exc:
+                if is_retryable(exc):  # throttled past its retries: the shard is run again, not 100x the calls
+                    raise
+                log.info("tagging API unavailable for %s in %s (%s); reading tags per item",
+                         self.info.resource_type, region or self.ctx.api_region, error_code(exc))
+                done.extend(self._tags_per_item(group))
+                continue
+            for p in group:
+                p.tags = found.get(normalize_arn(p.ident.arn), {})
+                done.append(p)
+        return done
 
     def _tags_per_item(self, pending: list[_Pending]) -> list[_Pending]:
         spec = self.info.tags

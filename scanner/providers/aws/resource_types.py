@@ -154,6 +154,7 @@ register(
             missing_codes=("NoSuchBucket",),
         ),
         tags=TagSpec(
+            tagging_api_filter="s3",
             source=TagSource.PER_ITEM,
             operation="GetBucketTagging",
             params={"Bucket": "@id"},
@@ -244,6 +245,7 @@ register(
         shape=CollectorShape.LIST_THEN_TAG,
         listing=ListSpec("ListTables", "TableNames", {"Limit": 100}, scalar_field="TableName"),
         tags=TagSpec(
+            tagging_api_filter="dynamodb:table",
             source=TagSource.PER_ITEM,
             operation="ListTagsOfResource",
             params={"ResourceArn": "@arn"},
@@ -606,6 +608,7 @@ register(
         # Without MaxResults ListQueues stops at 1,000 queues and returns no token.
         listing=ListSpec("ListQueues", "QueueUrls", {"MaxResults": 1000}, scalar_field="QueueUrl"),
         tags=TagSpec(
+            tagging_api_filter="sqs:queue",
             source=TagSource.PER_ITEM,
             operation="ListQueueTags",
             params={"QueueUrl": "QueueUrl"},
@@ -630,6 +633,7 @@ register(
         shape=CollectorShape.LIST_THEN_TAG,
         listing=ListSpec("ListTopics", "Topics"),
         tags=TagSpec(
+            tagging_api_filter="sns:topic",
             source=TagSource.PER_ITEM,
             operation="ListTagsForResource",
             params={"ResourceArn": "@arn"},
@@ -697,6 +701,7 @@ register(
             "DescribeKey", "KeyMetadata", params={"KeyId": "KeyId"}, missing_codes=("NotFoundException",)
         ),
         tags=TagSpec(
+            tagging_api_filter="kms:key",
             source=TagSource.PER_ITEM,
             operation="ListResourceTags",
             params={"KeyId": "@id"},
