@@ -170,6 +170,33 @@ class Settings(BaseSettings):
     stdio_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tag:read"], description=(
         "Scopes of the local user of `finops-tags mcp` (stdio); read-only by default."))
 
+    # Agent safety (services.agent_safety): limits per principal, kept in Redis (REDIS_URL, else the broker) in
+    # production and in the process in embedded mode. 0 turns a limit off.
+    agent_calls_per_minute: int = Field(default=120, ge=0, description=(
+        "Calls (MCP tools and /v1 requests together) one principal may make per minute."))
+    agent_daily_read_calls: int = Field(default=20_000, ge=0, description=(
+        "Read calls (status, lists, reports) one principal may make per UTC day."))
+    agent_daily_write_calls: int = Field(default=1_000, ge=0, description=(
+        "Write calls (tagging requests, approvals, schedules, API keys) one principal may make per UTC day."))
+    agent_daily_expensive_calls: int = Field(default=200, ge=0, description=(
+        "Expensive calls (scans, live cloud reads, cost queries, policy syncs) one principal may make per UTC day."))
+    agent_repeat_limit: int = Field(default=5, ge=0, description=(
+        "Identical calls (same principal, tool and arguments) allowed within agent_repeat_window_seconds; one "
+        "more is refused as a loop."))
+    agent_poll_repeat_limit: int = Field(default=30, ge=0, description=(
+        "The same for polling tools (get_scan_status, get_tagging_request, reading a scan by id): repeating "
+        "them is how a running job is followed, so they get a higher limit."))
+    agent_repeat_window_seconds: int = Field(default=60, ge=1, le=3600, description=(
+        "Window of the identical-call (loop) detection."))
+    agent_max_body_bytes: int = Field(default=1_000_000, ge=1_024, description=(
+        "Largest HTTP request body (and MCP tool arguments, as JSON) accepted; larger answers 413."))
+    agent_max_string_chars: int = Field(default=4_096, ge=64, description=(
+        "Longest string in any argument or body field (documents such as policies have their own limit)."))
+    agent_max_document_bytes: int = Field(default=262_144, ge=1_024, description=(
+        "Largest document argument (a tagging policy as JSON object or text)."))
+    agent_max_list_items: int = Field(default=5_000, ge=1, description=(
+        "Most items in any list argument (ARNs, resource types, recipients, ...)."))
+
     host: str = "127.0.0.1"
     port: int = 8000
 

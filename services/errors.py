@@ -72,6 +72,37 @@ class Conflict(AppError):
     exit_code = 2
 
 
+class RateLimited(AppError):
+    """A per-principal limit (calls per minute, daily quota, or identical calls in a loop) was reached.
+
+    Answers 429 with ``Retry-After``; the message names the limit, when it resets and the setting that
+    changes it, so a model can wait or change course instead of retrying blindly."""
+
+    code = "rate_limited"
+    http_status = 429
+    exit_code = 1
+
+    def __init__(self, message: str, *, retry_after_seconds: float, field: str | None = None,
+                 fix: str | None = None, details: Any = None) -> None:
+        super().__init__(message, field=field, fix=fix, details=details)
+        #: Whole seconds until the limit resets (the HTTP edge sends it as Retry-After).
+        self.retry_after_seconds = max(1, int(retry_after_seconds + 0.999))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after_seconds": self.retry_after_seconds}
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body or argument exceeds a size limit; nothing was read past the limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
 class NotFound(AppError):
     code = "not_found"
     http_status = 404

@@ -18,12 +18,15 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.http import routes
+from api.http.apikeys import apikeys_router
 from api.http.audit import audit_router
 from api.http.auth import GatewayAuth, current_principal, mcp_auth_kwargs, metadata_routes, require_scope
 from api.http.cost import cost_router
 from api.http.exports import exports_router
 from api.http.history import history_router
+from api.http.openapi_security import install_security_schema
 from api.http.reports import reports_router
+from api.http.safety import BodySizeLimit, SanitizeErrors, make_agent_guard
 from api.http.schedules import schedules_router
 from api.http.suggestions import suggestions_router
 from api.http.tagging import tagging_router
@@ -32,6 +35,7 @@ from api.mcp.server import build_mcp_server
 from services import audit, metrics, policy_sources
 from services.auth import TAG_READ
 from services.config import Settings, get_settings
+from services.error_sanitizer import ErrorSanitizer, public_hosts_of
 from services.errors import AppError
 from services.runtime import Runtime
 
@@ -58,11 +62,17 @@ def create_app(runtime: Callable[[], Runtime], *, host: str = "127.0.0.1", setti
         async with mcp.session_manager.run():
             yield
 
+    # Agent safety (api.http.safety): every /v1 call passes the per-principal guard (one app-wide dependency).
     app = FastAPI(title="finops-tag-compliance", version="0.1.0", lifespan=lifespan,
                   description="Tag compliance across a cloud estate. MCP over streamable HTTP is at /mcp/ "
-                              "(note the trailing slash).")
+                              "(note the trailing slash).", dependencies=[Depends(make_agent_guard(runtime))])
     app.state.runtime = runtime
     app.state.auth = gate
+    install_security_schema(app, gate)
+    # Inner to the audit middleware below, so refused bodies and sanitized answers are audited as sent.
+    app.add_middleware(SanitizeErrors, sanitizer=ErrorSanitizer(public_hosts_of(settings.public_url,
+                                                                                settings.oauth_issuer)))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.agent_max_body_bytes)
 
     @app.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -126,6 +136,7 @@ def create_app(runtime: Callable[[], Runtime], *, host: str = "127.0.0.1", setti
     # Authenticated; each tagging route declares its own scope (tag:read / tag:write / tag:approve).
     app.include_router(tagging_router, dependencies=[Depends(current_principal)])
     app.include_router(audit_router)  # admin
+    app.include_router(apikeys_router)  # admin
     app.router.routes.extend(metadata_routes(gate))  # RFC 9728, open
 
     @app.get("/metrics", include_in_schema=False)

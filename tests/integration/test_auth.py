@@ -173,7 +173,7 @@ def test_rest_needs_a_valid_token(gateway: dict[str, Any], signing_key: Any) -> 
         allowed = audit_rows(client, admin_key, principal="oauth:alice")
         assert {(r["action"], r["outcome"]) for r in allowed} == {("GET /v1/scans", "200"), ("GET /v1/audit", "403")}
         everything = json.dumps(audit_rows(client, admin_key, limit=500))
-        assert admin_key not in everything and good not in everything and admin_key.split("_")[2] not in everything
+        assert admin_key not in everything and good not in everything and admin_key.split("_", 2)[2] not in everything
 
 
 def test_audit_query_filters_and_pages(gateway: dict[str, Any], signing_key: Any) -> None:
@@ -211,7 +211,7 @@ def test_api_keys_rotate_and_revoke_without_restart(gateway: dict[str, Any]) -> 
         assert client.get("/v1/scans", headers={"X-API-Key": key}).status_code == 200
         assert client.get("/v1/scans", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         listed = json.loads(cli("apikey", "list"))
-        assert [k["id"] for k in listed] == [key_id] and key.split("_")[2] not in json.dumps(listed)
+        assert [k["id"] for k in listed] == [key_id] and key.split("_", 2)[2] not in json.dumps(listed)
 
         new_key = cli("apikey", "rotate", key_id)
         assert new_key != key
