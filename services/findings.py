@@ -49,7 +49,8 @@ class UntaggedResources(BaseModel):
 
 def untagged_resources(rt: Runtime, scan_id: str, *, resource_types: Sequence[str] | None = None,
                        regions: Sequence[str] | None = None, limit: int = 25, include_costs: bool = False,
-                       min_cost_threshold: float | None = None) -> UntaggedResources:
+                       min_cost_threshold: float | None = None,
+                       accounts: Sequence[str] | None = None) -> UntaggedResources:
     """Resources of a scan missing at least one required tag, never-tagged ones first.
 
     With ``include_costs`` (implied by ``min_cost_threshold``) each resource carries its monthly cost
@@ -67,6 +68,8 @@ def untagged_resources(rt: Runtime, scan_id: str, *, resource_types: Sequence[st
         clauses.append(v.resource_type.in_(list(resource_types)))
     if regions:
         clauses.append(v.region.in_(list(regions)))
+    if accounts:
+        clauses.append(v.account_id.in_(list(accounts)))
     with rt.db.session() as s:
         missing: dict[str, list[str]] = {}
         for arn, tag in s.execute(select(v.resource_arn, v.tag_name).where(*clauses)):

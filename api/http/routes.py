@@ -85,11 +85,13 @@ def list_violations(
 def untagged(rt: RuntimeDep, scan_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
              resource_type: Annotated[list[str] | None, Query()] = None,
              region: Annotated[list[str] | None, Query()] = None,
+             account: Annotated[list[str] | None, Query(description="Only these account ids.")] = None,
              include_costs: Annotated[bool, Query(description="Add each resource's monthly cost.")] = False,
              min_cost_threshold: Annotated[float | None, Query(ge=0, description=(
                  "Only resources costing at least this much per month."))] = None) -> findings.UntaggedResources:
     return findings.untagged_resources(rt, scan_id, resource_types=resource_type, regions=region, limit=limit,
-                                       include_costs=include_costs, min_cost_threshold=min_cost_threshold)
+                                       include_costs=include_costs, min_cost_threshold=min_cost_threshold,
+                                       accounts=account)
 
 
 @scans_router.post("/{scan_id}/cancel", response_model=ScanResult)

@@ -323,6 +323,8 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
         resource_types: Annotated[list[str] | None, Field(description=(
             "Types to check, e.g. ['ec2:instance']. Omit for every supported type."))] = None,
         regions: Annotated[list[str] | None, Field(description="Regions to check. Omit for all.")] = None,
+        accounts: Annotated[list[str] | None, Field(description=(
+            "12-digit account ids, or ['all'] for the whole organization. Omit for the configured accounts."))] = None,
         include_costs: Annotated[bool, Field(description=(
             "Add each resource's monthly cost (measured from the FOCUS export, or estimated from Cost Explorer "
             "service totals; the answer says which) and list the most expensive first."))] = False,
@@ -335,12 +337,12 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
     ) -> findings.UntaggedResources:
         """Resources missing at least one required tag, including resources that were never tagged
         (found through each service's own listing, not only the tagging API). Never-tagged first."""
-        params = {"resource_types": resource_types, "regions": regions, "include_costs": include_costs,
-                  "min_cost_threshold": min_cost_threshold, "scan_id": scan_id}
+        params = {"resource_types": resource_types, "regions": regions, "accounts": accounts,
+                  "include_costs": include_costs, "min_cost_threshold": min_cost_threshold, "scan_id": scan_id}
 
         async def body() -> findings.UntaggedResources:
             rt = await anyio.to_thread.run_sync(runtime)
-            request = _scan_request(resource_types, regions, None, False)
+            request = _scan_request(resource_types, regions, accounts, False)
             sid = scan_id
             if sid is None:
                 sid = await anyio.to_thread.run_sync(lambda: scans.submit(rt, request, requested_by=principal))
@@ -351,7 +353,8 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
             await wait_for(ctx, sid, wait_seconds, limit=0, filters=ViolationFilters())
             return await anyio.to_thread.run_sync(lambda: findings.untagged_resources(
                 rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
-                regions=regions, limit=limit, include_costs=include_costs, min_cost_threshold=min_cost_threshold))
+                regions=regions, limit=limit, include_costs=include_costs, min_cost_threshold=min_cost_threshold,
+                accounts=accounts if isinstance(request.accounts, list) else None))
 
         return await _guarded(runtime, local, "find_untagged_resources", params, body)
 

@@ -141,7 +141,8 @@ def test_tools_list_describes_every_tool_for_a_model(stdio: StdioServer) -> None
     # Parameter names stay compatible with the existing open-source tag-compliance server.
     props = {name: set(t.input_schema.get("properties", {})) for name, t in tools.items()}
     assert {"resource_types", "filters", "severity", "store_snapshot", "force_refresh"} <= props["check_tag_compliance"]
-    assert {"resource_types", "regions", "include_costs", "min_cost_threshold"} <= props["find_untagged_resources"]
+    assert {"resource_types", "regions", "accounts", "include_costs", "min_cost_threshold"} <= \
+        props["find_untagged_resources"]
     assert tools["validate_resource_tags"].input_schema.get("required") == ["resource_arns"]
     assert tools["get_scan_status"].input_schema.get("required") == ["scan_id"]
     for field in ("compliance_score", "violations", "violations_total", "data_quality", "breakdowns"):
@@ -316,6 +317,20 @@ def test_find_untagged_resources_lists_never_tagged_first(
     assert all(r["resource_type"] == "ec2:volume" for r in n["resources"]) and n["returned"] == 5
     bad = stdio.mcp.call("find_untagged_resources", {"scan_id": full_scan.scan_id, "regions": ["mars-north-1"]})
     assert_tool_error(bad, "regions", "mars-north-1")
+    # One account of the scan: only its resources, and they add up per account.
+    owners = {v["resource_arn"]: v["account_id"] for v in _flat(all_violations)
+              if v["violation_type"] == "missing_required_tag"}
+    by_account: dict[str, int] = {}
+    for account in owners.values():  # S3 ARNs name no account: the violation does
+        by_account[account] = by_account.get(account, 0) + 1
+    account, expected = sorted(by_account.items())[0]
+    answer = stdio.mcp.call("find_untagged_resources", {"scan_id": full_scan.scan_id, "accounts": [account],
+                                                        "limit": 100})
+    assert not answer.is_error, tool_text(answer)
+    one = answer.structured_content
+    assert one["total"] == expected and {r["account_id"] for r in one["resources"]} == {account}
+    assert_tool_error(stdio.mcp.call("find_untagged_resources", {"scan_id": full_scan.scan_id,
+                                                                 "accounts": ["12"]}), "accounts")
 
 
 def test_validate_resource_tags_agrees_with_the_scan(stdio: StdioServer, full_scan: FullScan,
