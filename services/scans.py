@@ -25,7 +25,7 @@ from policies.models import GLOBAL_REGION, Resource, Violation
 from scanner.providers.aws import registry
 from scanner.providers.aws.collect import collect_shard, collect_tagging_api
 from scanner.providers.aws.known_regions import KNOWN_REGIONS
-from scanner.providers.aws.organization import list_organization_accounts
+from scanner.providers.aws.organization import list_accounts_under, list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from services import drift, inventory_cache, metrics
@@ -52,6 +52,7 @@ from services.scan_policies import (
 )
 from services.schemas import (
     ACCOUNT_ID,
+    ORG_PARENT_ID,
     TERMINAL_SHARD_STATUSES,
     TERMINAL_STATUSES,
     BreakdownEntry,
@@ -80,10 +81,12 @@ _WRITE_CHUNK = 500
 def validate_request(request: ScanRequest) -> None:
     """Reject unknown accounts, regions and types before anything is written."""
     if isinstance(request.accounts, list):
-        bad = [a for a in request.accounts if not isinstance(a, str) or not ACCOUNT_ID.fullmatch(a)]
+        bad = [a for a in request.accounts
+               if not isinstance(a, str) or not (ACCOUNT_ID.fullmatch(a) or ORG_PARENT_ID.fullmatch(a))]
         if bad:
-            raise InvalidInput(f"not a 12-digit AWS account id: {', '.join(map(str, bad[:5]))}",
-                               field="accounts", fix="pass 12-digit account ids, 'all', or omit the field")
+            raise InvalidInput(f"not a 12-digit AWS account id or an organizational unit / root id: "
+                               f"{', '.join(map(str, bad[:5]))}", field="accounts",
+                               fix="pass 12-digit account ids, ou-.../r-... ids, 'all', or omit the field")
     if isinstance(request.regions, list):
         bad = [r for r in request.regions if r not in KNOWN_REGIONS]
         if bad:
@@ -200,7 +203,20 @@ def _freeze_account_policies(rt: Runtime, scan_id: str, accounts: Sequence[str])
 
 def _resolve_accounts(rt: Runtime, request: ScanRequest, notes: list[str]) -> list[str]:
     if isinstance(request.accounts, list):
-        return request.accounts
+        parents = [a for a in request.accounts if ORG_PARENT_ID.fullmatch(a)]
+        if not parents:
+            return request.accounts
+        client = rt.aws.client(rt.aws.caller_account(), "organizations", rt.settings.aws_default_region)
+        accounts = [a for a in request.accounts if ACCOUNT_ID.fullmatch(a)]
+        for parent in parents:
+            active, skipped = list_accounts_under(client, parent)
+            if not active and not skipped:
+                notes.append(f"{parent} holds no accounts")
+            if skipped:
+                notes.append(f"skipped accounts under {parent} that are not ACTIVE: "
+                             + ", ".join(f"{a.id} ({a.status})" for a in skipped))
+            accounts.extend(a.id for a in active)
+        return list(dict.fromkeys(accounts))
     if request.accounts == "all":
         mgmt = rt.aws.caller_account()
         client = rt.aws.client(mgmt, "organizations", rt.settings.aws_default_region)

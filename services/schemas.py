@@ -15,6 +15,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed",
 TERMINAL_SHARD_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 ACCOUNT_ID = re.compile(r"\d{12}")
+# An organization root or organizational unit: scanning it means every account under it (nested OUs too).
+ORG_PARENT_ID = re.compile(r"ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32}")
 MAX_LIST = 500
 
 
@@ -24,8 +26,9 @@ class ScanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: list[str] | Literal["all"] | None = Field(
-        default=None, description="12-digit AWS account ids, 'all' for every active organization account, "
-        "or omitted for the configured accounts (default: the caller's own account).")
+        default=None, description="12-digit AWS account ids and/or organizational unit or root ids (ou-..., r-...: "
+        "every active account under them), 'all' for every active organization account, or omitted for the "
+        "configured accounts (default: the caller's own account).")
     regions: list[str] | Literal["all"] | None = Field(
         default=None, description="Region names such as us-east-1, 'all' or omitted for every enabled region.")
     resource_types: list[str] | Literal["all"] | None = Field(

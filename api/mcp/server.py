@@ -38,6 +38,7 @@ from services.errors import AppError, InvalidInput, NotFound
 from services.policy_store import active_policy
 from services.runtime import Runtime
 from services.schemas import (
+    ACCOUNT_ID,
     TERMINAL_STATUSES,
     ScanRequest,
     ScanResult,
@@ -354,7 +355,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
             return await anyio.to_thread.run_sync(lambda: findings.untagged_resources(
                 rt, sid, resource_types=resource_types if resource_types != ["all"] else None,
                 regions=regions, limit=limit, include_costs=include_costs, min_cost_threshold=min_cost_threshold,
-                accounts=accounts if isinstance(request.accounts, list) else None))
+                accounts=_account_ids(request.accounts)))
 
         return await _guarded(runtime, local, "find_untagged_resources", params, body)
 
@@ -444,6 +445,13 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
             raise ResourceError(str(exc)) from None
 
     return mcp
+
+
+def _account_ids(accounts: list[str] | str | None) -> list[str] | None:
+    # A filter on a scan's rows needs account ids: OU or root ids were expanded when the scan was planned.
+    if not isinstance(accounts, list) or any(not ACCOUNT_ID.fullmatch(a) for a in accounts):
+        return None
+    return accounts
 
 
 def _scan_request(resource_types: list[str] | None, regions: list[str] | None, accounts: list[str] | None,

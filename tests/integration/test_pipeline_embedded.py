@@ -260,3 +260,27 @@ def test_inventory_is_reused_within_its_ttl_unless_forced(embedded_runtime: Any,
     rt.settings.inventory_cache_minutes = 0  # off: every scan reads the cloud
     fresh = wait_scan(rt, scans.submit(rt, _request(estate)))
     assert fresh.progress.shards_reused == 0 and fresh.total_resources == forced.total_resources
+
+
+def test_an_organizational_unit_scans_every_account_under_it(embedded_runtime: Any) -> None:
+    from scanner.emulator.demo_estate import seed_demo_organization
+
+    rt = embedded_runtime
+    estate = seed_demo_organization(rt.settings.aws_endpoint_url, scale=0.1)
+    ou_name, ou_id = sorted(estate.ou_ids.items())[0]
+    members = sorted(a for a, ou in estate.account_ous.items() if ou == ou_name)
+    assert members and len(members) < len(estate.member_account_ids)
+    result = wait_scan(rt, scans.submit(rt, ScanRequest(accounts=[ou_id], regions=list(estate.regions),
+                                                        resource_types=sorted(estate.resource_types))))
+    assert result.status == "succeeded", result.data_quality
+    assert sorted(result.breakdowns.by_account) == members
+    assert result.total_resources == sum(expected_by_type(estate, members).values())
+    # An OU id and an account id together: the union, each account once.
+    other = next(a for a in estate.member_account_ids if a not in members)
+    both = wait_scan(rt, scans.submit(rt, ScanRequest(accounts=[ou_id, other, members[0]],
+                                                      regions=list(estate.regions),
+                                                      resource_types=sorted(estate.resource_types))))
+    assert sorted(both.breakdowns.by_account) == sorted([*members, other])
+    with pytest.raises(InvalidInput, match="organizational unit") as bad:
+        scans.submit(rt, ScanRequest(accounts=["ou-nope"]))
+    assert bad.value.field == "accounts"

@@ -39,6 +39,8 @@ EXTERNAL_ID_PLACEHOLDER = "REPLACE-WITH-EXTERNAL-ID"
 ORGANIZATION_READ_ACTIONS: Mapping[str, str] = {
     "organizations:DescribeOrganization": "services/policy_sources.py: tag policy sync says why an org is unusable",
     "organizations:ListAccounts": "organization.list_organization_accounts: accounts='all' scans and ARN lookups",
+    "organizations:ListAccountsForParent": "organization.list_accounts_under: scans of an OU or root (ou-..., r-...)",
+    "organizations:ListOrganizationalUnitsForParent": "organization.list_accounts_under: nested OUs of a scanned OU",
     "organizations:ListParents": "organization.ou_path_for_account: policy overrides by OU",
     "organizations:ListPolicies": "organization.list_tag_policies: tag policy import and sync",
     "organizations:DescribePolicy": "organization.list_tag_policies: the content of each tag policy",

@@ -28,6 +28,25 @@ def list_organization_accounts(organizations_client: Any) -> tuple[list[OrgAccou
     return active, skipped
 
 
+def list_accounts_under(organizations_client: Any, parent_id: str) -> tuple[list[OrgAccount], list[OrgAccount]]:
+    """Every account under a root (``r-...``) or organizational unit (``ou-...``), nested OUs included,
+    all pages: (active, skipped) as for the whole organization."""
+    active: list[OrgAccount] = []
+    skipped: list[OrgAccount] = []
+    parents, seen = [parent_id], set()
+    while parents:
+        parent = parents.pop()
+        if parent in seen:
+            continue
+        seen.add(parent)
+        for item in _pages(organizations_client, "list_accounts_for_parent", "Accounts", ParentId=parent):
+            account = OrgAccount(id=item["Id"], name=item.get("Name", ""), status=item.get("Status", "ACTIVE"))
+            (active if account.status == "ACTIVE" else skipped).append(account)
+        parents.extend(ou["Id"] for ou in _pages(organizations_client, "list_organizational_units_for_parent",
+                                                  "OrganizationalUnits", ParentId=parent))
+    return active, skipped
+
+
 @dataclass(frozen=True, slots=True)
 class OrgTagPolicy:
     """A TAG_POLICY of the organization: its document and where it is attached."""
