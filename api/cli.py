@@ -206,7 +206,8 @@ def print_summary(result: ScanResult, console: Console) -> None:
 @handle_errors
 def scan(
     policy: Annotated[Path | None, typer.Option(help="Tagging policy JSON (default: the configured one).")] = None,
-    accounts: Annotated[str | None, typer.Option(help="Comma-separated account ids, or 'all'.")] = None,
+    accounts: Annotated[str | None, typer.Option(help=(
+        "Comma-separated account ids and/or OU / root ids (ou-..., r-...), or 'all'."))] = None,
     regions: Annotated[str | None, typer.Option(help="Comma-separated regions, or 'all'.")] = None,
     resource_types: Annotated[str | None, typer.Option(help="Comma-separated types, or 'all'.")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
