@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+from celery.signals import worker_process_init
 
 from services.config import get_settings
 from services.db.engine import Database
 from services.runtime import Runtime
 from workers.app import app
 from workers.dispatch import CeleryDispatcher
+
+# How long a task's follow-up messages (shards, retries, finalize) wait for a broker that is restarting.
+BROKER_PATIENCE_S = 60.0
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
@@ -20,7 +26,7 @@ def worker_runtime() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             _runtime = Runtime(settings=settings, db=Database(settings.effective_database_url),
-                               dispatcher=CeleryDispatcher(app))
+                               dispatcher=CeleryDispatcher(app, broker_patience_s=BROKER_PATIENCE_S))
         return _runtime
 
 
@@ -29,3 +35,16 @@ def use_runtime(runtime: Runtime) -> None:
     global _runtime
     with _lock:
         _runtime = runtime
+
+
+@worker_process_init.connect
+def _own_connections_in_pool_process(**_kwargs: Any) -> None:
+    """A prefork pool process must not reuse the database connections it inherited from the main process.
+
+    The main process builds the Runtime too (Celery runs ShardTask.on_failure there when a hard time limit
+    kills a shard), and every pool process forked after that would share its open connections: two
+    processes on one server session corrupt each other's statements (DuplicatePreparedStatement), failing
+    unrelated shards. dispose(close=False) gives this process a fresh pool and leaves the parent's
+    connections alone."""
+    if _runtime is not None:
+        _runtime.db.engine.dispose(close=False)

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from services import audit_schedules, policy_sources, scans, tagging
 from services.config import get_settings
@@ -27,8 +27,14 @@ class ShardTask(Task):  # type: ignore[misc]
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         shard_id = args[0] if args else kwargs.get("shard_id")
-        if shard_id:
-            scans.mark_shard_failed(worker_runtime(), shard_id, f"the shard task failed: {type(exc).__name__}: {exc}")
+        if not shard_id:
+            return
+        rt = worker_runtime()
+        if isinstance(exc, TimeLimitExceeded):  # called in the main process after the pool process was killed
+            error = f"the shard ran past its hard time limit ({rt.settings.shard_hard_time_limit} s) and was stopped"
+        else:
+            error = f"the shard task failed: {type(exc).__name__}: {exc}"
+        scans.mark_shard_failed(rt, shard_id, error)
 
 
 @app.task(name="scan.plan", bind=True, max_retries=5, acks_late=True)
@@ -57,8 +63,9 @@ def run_shard(self: Task, shard_id: str) -> None:
                                               f"({rt.settings.shard_soft_time_limit} s)")
         return
     except Unavailable as exc:
-        if self.request.retries >= rt.settings.shard_max_retries:
-            raise
+        # The database restarting or failing over: wait it out (1, 2, 4 ... 60 s; max_retries=10 bounds it at
+        # about 5 min). Not bounded by shard_max_retries, which counts throttled re-runs: three quick retries
+        # gave up after 7 s, and the failure could not be recorded either, leaving the scan running forever.
         raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
     if outcome.retry:
         # Throttled past the per-call retries: run the whole shard again later (its rows are replaced).
