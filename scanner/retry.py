@@ -162,8 +162,46 @@ def is_throttling(exc: BaseException) -> bool:
     return error_code(exc) in THROTTLING_CODES or http_status(exc) == 429
 
 
+# Exceptions that stop the whole shard (the task runner's soft time limit): never retried, never recorded as
+# one type's failure. The workers register theirs, so the scanner does not import the task runner.
+_INTERRUPTS: list[type[BaseException]] = []
+
+
+def register_interrupt(exc_type: type[BaseException]) -> None:
+    """Treat ``exc_type`` (and subclasses) as an interrupt, however deeply botocore wrapped it."""
+    if exc_type not in _INTERRUPTS:
+        _INTERRUPTS.append(exc_type)
+
+
+def interrupt_in(exc: BaseException) -> BaseException | None:
+    """The registered interrupt inside ``exc``: itself, what botocore wrapped (an HTTPClientError's
+    ``error``), or its cause/context chain."""
+    stack, seen = [exc], set()
+    while stack and _INTERRUPTS:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, tuple(_INTERRUPTS)):
+            return current
+        wrapped = getattr(current, "kwargs", {}).get("error") if isinstance(current, HTTPClientError) else None
+        stack.extend(e for e in (wrapped, current.__cause__, current.__context__) if isinstance(e, BaseException))
+    return None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the interrupt inside ``exc`` (unwrapped, so the task runner recognises it), if any."""
+    found = interrupt_in(exc)
+    if found is exc:
+        raise exc
+    if found is not None:
+        raise found from exc
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for throttling and transient failures; False for permission, opt-in and client errors."""
+    if interrupt_in(exc) is not None:
+        return False
     if isinstance(exc, ClientError):
         code = error_code(exc)
         if code in NON_RETRYABLE_CODES:

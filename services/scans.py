@@ -297,7 +297,9 @@ class ShardOutcome:
 def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
     """Collect, evaluate and store one shard. Safe to call again for the same shard."""
     with rt.db.session() as s:
-        shard = s.get(ScanShardRow, shard_id)
+        # Locked until "running" is committed: a cancel in between would otherwise be overwritten (its
+        # UPDATE of queued shards now waits, then finds this one running and lets it finish).
+        shard = s.get(ScanShardRow, shard_id, with_for_update=True)
         if shard is None:
             raise NotFound(f"shard {shard_id} does not exist", field="shard_id")
         if shard.status in TERMINAL_SHARD_STATUSES:

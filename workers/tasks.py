@@ -11,6 +11,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from scanner.retry import register_interrupt
 from services import audit_schedules, policy_sources, scans, tagging
 from services.config import get_settings
 from services.errors import AppError, NotFound, Unavailable
@@ -20,6 +21,9 @@ from workers.runtime import worker_runtime
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
+# The soft time limit must end a shard: botocore wraps it when it lands inside an HTTP call, and the
+# collectors would otherwise retry it as a network error or record it as one type's failure.
+register_interrupt(SoftTimeLimitExceeded)
 
 
 class ShardTask(Task):  # type: ignore[misc]

@@ -176,3 +176,43 @@ def test_retry_after_is_honoured_but_capped() -> None:
     assert retrying(policy, sleep=sleeps.append)(call) == "ok"
     assert sleeps[0] >= 3.0  # the service's hint beats the 10 ms backoff
     assert sleeps[1] == 20.0  # and is capped by max_wait
+
+
+def test_a_registered_interrupt_is_never_retried_and_ends_the_shard() -> None:
+    from botocore.exceptions import HTTPClientError
+
+    from policies.models import GLOBAL_REGION
+    from scanner.providers.aws.collect import collect_shard
+    from scanner.retry import RetryPolicy, interrupt_in, is_retryable, register_interrupt, retrying
+
+    class TimeUp(Exception):
+        pass
+
+    register_interrupt(TimeUp)
+    # botocore wraps an exception raised inside its HTTP send (a signal handler's) as HTTPClientError.
+    wrapped = HTTPClientError(error=TimeUp("soft time limit"))
+    assert isinstance(interrupt_in(wrapped), TimeUp) and not is_retryable(wrapped)
+    assert is_retryable(HTTPClientError(error=OSError("connection reset")))  # a network error still is
+
+    calls: list[int] = []
+
+    def hung() -> None:
+        calls.append(1)
+        raise wrapped
+
+    with pytest.raises(HTTPClientError):
+        retrying(RetryPolicy(attempts=5, base_wait=0, max_total=None), sleep=lambda _s: None)(hung)
+    assert calls == [1]
+
+    class Factory:
+        default_region = "us-east-1"
+
+        def caller_account(self) -> str:
+            return "111122223333"
+
+        def client(self, account_id: str, service: str, region: str) -> object:
+            raise wrapped
+
+    # Not recorded as a failed type: the interrupt itself, unwrapped, reaches the task runner.
+    with pytest.raises(TimeUp):
+        collect_shard(Factory(), "111122223333", GLOBAL_REGION, ["s3:bucket"])  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter
 from scanner.results import CollectFailure, ShardResult
-from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, retrying
+from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, reraise_interrupt, retrying
 
 __all__ = [
     "TAGGING_API_NOTE",
@@ -117,12 +117,14 @@ def collect_shard(
                     factory.client, account_id, infos[0].service, ctx.api_region
                 )
         except Exception as exc:
+            reraise_interrupt(exc)
             result.failures.extend(_failure(info.resource_type, exc) for info in infos)
             infos = []
         for info in infos:
             try:
                 outcome = run_type(ctx, info)
             except Exception as exc:  # one type failing must not cost the others
+                reraise_interrupt(exc)
                 result.failures.append(_failure(info.resource_type, exc))
                 continue
             result.resources.extend(outcome.resources)
@@ -208,6 +210,7 @@ def collect_tagging_api(
                     continue
                 result.resources.append(_resource_from_mapping(mapping, account_id, region))
     except Exception as exc:
+        reraise_interrupt(exc)
         result.failures.append(_failure("tagging-api", exc))
     _copy_stats(stats, result)
     return result
@@ -353,6 +356,7 @@ class _Lookup:
                         self.resources.append(_with_arn(res, requested))
                         del remaining[requested]
         except Exception as exc:
+            reraise_interrupt(exc)
             # The collectors below may still find them; the error is reported if they do not.
             rgta_error = exc
 
@@ -380,6 +384,7 @@ class _Lookup:
             try:
                 outcome = run_type(type_ctx, info, wanted_arns=arns)
             except Exception as exc:
+                reraise_interrupt(exc)
                 failure = _failure(type_name, exc)
                 message = f"could not look up {', '.join(arns)} in {account}: {failure.message}"
                 self.failures.append(CollectFailure(type_name, failure.code, message, failure.retryable))

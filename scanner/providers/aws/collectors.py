@@ -43,7 +43,15 @@ from scanner.providers.aws.registry import (
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter, limiter_key
 from scanner.results import CollectFailure
-from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, is_throttling, retrying
+from scanner.retry import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    error_code,
+    is_retryable,
+    is_throttling,
+    reraise_interrupt,
+    retrying,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +267,7 @@ class CollectContext:
             try:
                 return item, fn(item), None
             except Exception as exc:  # one item's failure is recorded; the others go on
+                reraise_interrupt(exc)
                 return item, None, exc
 
         if self.executor is None or len(items) <= 1:
