@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         "Role assumed in each member account as an ARN template with {account_id}, e.g. "
         "arn:aws:iam::{account_id}:role/FinOpsTagComplianceScanner; wins over FINOPS_AWS_ROLE_NAME."))
     aws_external_id: str | None = None
+    share_role_credentials: bool = Field(default=True, description=(
+        "Share assumed-role credentials between worker processes through Redis (one AssumeRole per account "
+        "instead of one per process); false keeps them in each process."))
     accounts: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                 description="Default accounts to scan; empty = the caller's account.")
     regions: Annotated[list[str], NoDecode] = Field(default_factory=list,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from scanner.providers.aws.session import AwsSessionFactory
 from scanner.ratelimit import LocalTokenBucketLimiter, RateLimiter, parse_rate_limits
+from scanner.shared_credentials import RedisCredentialCache
 from scanner.shared_ratelimit import RedisTokenBucketLimiter
 from services.config import Settings
 from services.db.engine import Database
@@ -47,9 +48,11 @@ class Runtime:
         with self._lock:
             if self._aws is None:
                 s = self.settings
+                shared = _shared_redis_url(s) if s.share_role_credentials else None
                 self._aws = AwsSessionFactory(endpoint_url=s.aws_endpoint_url, default_region=s.aws_default_region,
                                               role_name=s.aws_role_name, external_id=s.aws_external_id,
-                                              role_arn_template=s.aws_role_arn_template)
+                                              role_arn_template=s.aws_role_arn_template,
+                                              credential_cache=RedisCredentialCache(shared) if shared else None)
             return self._aws
 
     @property
@@ -61,11 +64,16 @@ class Runtime:
             return self._limiter
 
 
+def _shared_redis_url(settings: Settings) -> str | None:
+    """The Redis that worker processes share state through: REDIS_URL, else a Redis broker."""
+    broker = settings.celery_broker_url or ""
+    return settings.redis_url or (broker if broker.startswith(("redis://", "rediss://")) else None)
+
+
 def build_limiter(settings: Settings) -> RateLimiter:
     """Shared token buckets in Redis when a Redis broker or REDIS_URL is configured, else per process."""
     overrides = parse_rate_limits(settings.api_rate_limits)
-    url = settings.redis_url or (settings.celery_broker_url if (settings.celery_broker_url or "").startswith(
-        ("redis://", "rediss://")) else None)
+    url = _shared_redis_url(settings)
     if url:
         return RedisTokenBucketLimiter(url, settings.api_rate_per_s, settings.api_burst, overrides=overrides)
     return LocalTokenBucketLimiter(settings.api_rate_per_s, settings.api_burst, overrides=overrides)

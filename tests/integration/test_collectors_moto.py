@@ -602,7 +602,7 @@ BULK_TYPES = [t for t in registry.regional_types() if registry.resolve([t])[0].t
 def test_bulk_tags_from_the_tagging_api_equal_per_item_tags(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> None:
     from scanner.providers.aws import collectors
 
-    assert set(BULK_TYPES) == {"dynamodb:table", "kms:key", "sns:topic", "sqs:queue"}
+    assert set(BULK_TYPES) == {"dynamodb:table", "kms:key", "lambda:function", "sns:topic", "sqs:queue"}
     bulk = collect_shard(estate.factory(), estate.account, REGION, BULK_TYPES)
     monkeypatch.setattr(collectors, "BULK_TAGS_MIN_ITEMS", 10**9)  # per item, as before bulk reads
     per_item = collect_shard(estate.factory(), estate.account, REGION, BULK_TYPES)
@@ -621,8 +621,9 @@ def test_lambda_all_sixty_functions_and_tag_calls(estate: Estate) -> None:
     assert _by_arn(result.resources) == estate.expected["lambda:function"]
     assert len(result.resources) == 60
     # moto answers ListFunctions in one page whatever MaxItems says, so the page loop is proven
-    # with a two-page Stubber test; here: one list call + one ListTags per function.
-    assert result.api_calls == 1 + 60
+    # with a two-page Stubber test; here: one list call + one tagging-API page for the 60 functions'
+    # tags (it was one ListTags per function before bulk reads).
+    assert result.api_calls == 1 + 1
 
 
 def test_global_shard_s3_once_with_real_regions(estate: Estate) -> None:
@@ -737,8 +738,9 @@ def test_throttling_is_retried_then_succeeds(estate: Estate) -> None:
     assert _by_arn(result.resources, "ec2:volume") == estate.expected["ec2:volume"]
     assert _by_arn(result.resources, "lambda:function") == estate.expected["lambda:function"]
     assert calls.count("before-send.ec2.DescribeVolumes") == 1 + 2  # 1 page (moto) + 2 throttled
-    # Every attempt counts as an API call: 1 + 2 for volumes; 1 + 1 list and 60 tag calls for Lambda.
-    assert result.api_calls == 3 + 62
+    # Every attempt counts as an API call: 1 + 2 for volumes; 1 + 1 list calls and one tagging-API page
+    # (the functions' tags in bulk) for Lambda.
+    assert result.api_calls == 3 + 2 + 1
 
 
 def test_persistent_access_denied_fails_only_that_type(estate: Estate) -> None:

@@ -222,6 +222,7 @@ register(
         # 50 is ListFunctions' maximum page size; the peer project stopped after the first page.
         listing=ListSpec("ListFunctions", "Functions", {"MaxItems": 50}),
         tags=TagSpec(
+            tagging_api_filter="lambda:function",
             source=TagSource.PER_ITEM,
             operation="ListTags",
             params={"Resource": "@arn"},

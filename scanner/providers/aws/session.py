@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,11 +25,20 @@ from policies.models import GLOBAL_REGION
 
 # Refresh assumed-role credentials this long before they expire, so no call runs on a dying token.
 REFRESH_MARGIN = timedelta(minutes=5)
-# Clients kept per process. A client costs ~1-2 MB; an organization scan touches accounts x regions x
-# services of them, so the cache is bounded (least recently used goes) instead of growing forever.
-MAX_CACHED_CLIENTS = 256
+# Clients kept per process. A client costs ~0.5-2 MB; an organization scan touches accounts x regions x
+# services of them, so the cache is bounded (least recently used goes) instead of growing forever. A
+# shard uses one or two; 64 keeps a busy process's working set (benchmark: 256 cost ~110 MB per process).
+MAX_CACHED_CLIENTS = 64
+MAX_CACHED_SESSIONS = 64
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
+
+
+class CredentialCache(Protocol):
+    """Assumed-role credentials shared between processes (scanner.shared_credentials)."""
+
+    def get_or_create(self, role_arn: str, external_id: str | None, create: Callable[[], dict[str, str]],
+                      ttl_for: Callable[[dict[str, str]], float]) -> dict[str, str]: ...
 
 
 class ClientFactory(Protocol):
@@ -79,11 +88,13 @@ class AwsSessionFactory:
         max_pool_connections: int = 32,
         partition: str = "aws",
         role_arn_template: str | None = None,
+        credential_cache: CredentialCache | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self._default_region = default_region
         self.role_name = role_name
         self.role_arn_template = role_arn_template
+        self.credential_cache = credential_cache
         self.external_id = external_id
         self.partition = partition
         self._credentials = dict(credentials or {})
@@ -99,7 +110,7 @@ class AwsSessionFactory:
         self._lock = threading.RLock()
         self._base: boto3.Session | None = None
         self._caller_account: str | None = None
-        self._assumed: dict[str, _AssumedSession] = {}
+        self._assumed: OrderedDict[str, _AssumedSession] = OrderedDict()
         self._account_locks: dict[str, threading.Lock] = {}
         self._clients: OrderedDict[tuple[str, str, str], tuple[boto3.Session, Any]] = OrderedDict()
 
@@ -147,14 +158,22 @@ class AwsSessionFactory:
         with self._lock:
             account_lock = self._account_locks.setdefault(account_id, threading.Lock())
         with account_lock:
-            cached = self._assumed.get(account_id)
+            with self._lock:
+                cached = self._assumed.get(account_id)
             if cached is not None and cached.expires - datetime.now(UTC) > REFRESH_MARGIN:
+                with self._lock:
+                    self._assumed.move_to_end(account_id)
                 return cached.session
             fresh = self._assume(account_id)
-            self._assumed[account_id] = fresh
+            with self._lock:
+                self._assumed[account_id] = fresh
+                # Bounded like the clients: an organization has hundreds of accounts; a process needs few
+                # at a time, and a dropped one comes back from the shared credentials without STS.
+                while len(self._assumed) > MAX_CACHED_SESSIONS:
+                    self._assumed.popitem(last=False)
             return fresh.session
 
-    def _assume(self, account_id: str) -> _AssumedSession:
+    def _assume_role(self, account_id: str) -> dict[str, str]:
         sts = self._new_client(self.base_session(), "sts", self._default_region)
         params: dict[str, Any] = {
             "RoleArn": self.role_arn(account_id),
@@ -167,6 +186,21 @@ class AwsSessionFactory:
         expires = creds["Expiration"]
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
+        return {"AccessKeyId": creds["AccessKeyId"], "SecretAccessKey": creds["SecretAccessKey"],
+                "SessionToken": creds["SessionToken"], "Expiration": expires.isoformat()}
+
+    def _assume(self, account_id: str) -> _AssumedSession:
+        if self.credential_cache is not None:
+            creds = self.credential_cache.get_or_create(
+                self.role_arn(account_id), self.external_id, lambda: self._assume_role(account_id),
+                # Shared until shortly before the margin at which every process refreshes anyway.
+                lambda c: (datetime.fromisoformat(c["Expiration"]) - datetime.now(UTC) - REFRESH_MARGIN
+                           ).total_seconds())
+            if datetime.fromisoformat(creds["Expiration"]) - datetime.now(UTC) <= REFRESH_MARGIN:
+                creds = self._assume_role(account_id)  # a stale entry (clock skew): never use it
+        else:
+            creds = self._assume_role(account_id)
+        expires = datetime.fromisoformat(creds["Expiration"])
         # Share the base session's model loader: otherwise every account re-parses the same service
         # models (several MB each) into its own botocore session.
         core = botocore.session.Session()
