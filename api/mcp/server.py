@@ -169,8 +169,8 @@ class _Server(MCPServer):
             raise ToolError(f"Error executing tool {name}: {exc}") from None
 
     async def _reject_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
-        # The SDK drops arguments the tool does not declare. A misspelt or borrowed one ("accounts" on
-        # find_untagged_resources, "region" for "regions") would then silently widen the scan to the
+        # The SDK drops arguments the tool does not declare. A misspelt or borrowed one ("account_ids"
+        # for "accounts", "region" for "regions") would then silently widen the scan to the
         # defaults and answer a different question than the one asked.
         if self._parameters is None:
             self._parameters = {t.name: list((t.input_schema or {}).get("properties", {}))

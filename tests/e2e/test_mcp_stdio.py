@@ -415,7 +415,7 @@ def test_summary_resource_of_an_unknown_scan_names_the_problem(stdio: StdioServe
                  id="negative-cost-threshold"),
     pytest.param("list_scans", {"status": "exploded"}, ["status"], id="bad-status"),
     # Arguments a tool does not have would otherwise be dropped, silently widening the scan.
-    pytest.param("find_untagged_resources", {"accounts": ["123456789012"]}, ["accounts", "regions"],
+    pytest.param("find_untagged_resources", {"account_ids": ["123456789012"]}, ["account_ids", "accounts"],
                  id="unknown-argument"),
     pytest.param("check_tag_compliance", {"filters": {"region": ["us-east-1"]}}, ["filters.region"],
                  id="misspelt-filter"),
