@@ -74,7 +74,7 @@ def fn_arn(i: int) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f{i}"
 
 
-def test_lambda_follows_next_marker_past_fifty() -> None:
+def test_lambda_follows_next_marker_past_fifty(per_item_tags: None) -> None:
     f = StubFactory()
     lam = f.stub("lambda")
     page1 = [{"FunctionName": f"f{i}", "FunctionArn": fn_arn(i)} for i in range(50)]
@@ -93,7 +93,7 @@ def test_lambda_follows_next_marker_past_fifty() -> None:
     assert result.api_calls == 62
 
 
-def test_lambda_function_deleted_between_list_and_tags_is_dropped_quietly() -> None:
+def test_lambda_function_deleted_between_list_and_tags_is_dropped_quietly(per_item_tags: None) -> None:
     f = StubFactory()
     lam = f.stub("lambda")
     lam.add_response(
