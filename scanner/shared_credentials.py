@@ -68,8 +68,9 @@ class RedisCredentialCache:
             if ttl > 1:
                 self._client.set(key, json.dumps(creds), ex=int(ttl))
             self._client.delete(f"{key}:lock")
-        except redis.RedisError:
-            pass  # the credentials are good; only the sharing failed
+        except redis.RedisError as exc:
+            # The credentials are good; only the sharing failed (other processes assume for themselves).
+            log.info("role credentials: could not share them through Redis (%s)", type(exc).__name__)
         return creds
 
     def _read(self, key: str) -> Credentials | None:
