@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     shard_soft_time_limit: int = 240
     shard_hard_time_limit: int = 300
     shard_max_retries: int = 3
+    # Shard packing (services.scans): an account-region's types are one shard, collected side by side by
+    # this many threads; a type that had this many resources there at its last observation gets its own.
+    shard_type_threads: int = Field(default=4, ge=1, le=16, description=(
+        "Resource types a shard collects side by side (1 = one after another)."))
+    shard_split_resources: int = Field(default=1000, ge=1, le=10_000_000, description=(
+        "A type with at least this many resources in an account-region at its last scan gets a shard of its own."))
     embedded_worker_threads: int = Field(default=4, ge=1, le=32)
     api_call_attempts: int = Field(default=5, ge=1, le=10)
     # Client-side budgets per (account, region, API family), shared through Redis by every worker in

@@ -237,6 +237,7 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
     global_ = [t for t in types if t in set(registry.global_types())]
     allowed = _allowed_regions(rt, request)
     allow = sorted(allowed) if allowed is not None else None
+    heavy = _heavy_types(rt, accounts, types)
     # The tagging-API shards carry their own note (tagged resources only) into data_quality.
     with_tagging_api = request.resource_types == "all"
     for account in accounts:
@@ -251,30 +252,51 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
                     error=_describe(exc), failures=[], notes=[], finished_at=utcnow()))
                 continue
             for region in regions:
-                for group, group_types in _grouped(regional):
+                for group, group_types in _packed(regional, heavy.get((account, region), set())):
                     yield PlannedShard(account, region, group, tuple(group_types))
                 if with_tagging_api:
                     yield PlannedShard(account, region, TAGGING_API_GROUP, ())
-        for group, group_types in _grouped(global_):
+        for group, group_types in _packed(global_, heavy.get((account, GLOBAL_REGION), set())):
             yield PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))
 
 
-# A group (one service) with more types than this is split into one shard per type. EC2 holds five of
-# the heaviest types (instances, volumes, snapshots...): as one shard it would be the last to finish in
-# every region, while its types share the service's rate budget anyway (the limiter keys by API family).
-MAX_TYPES_PER_SHARD = 2
+# Shard sizing. A shard costs a task, a client per service and a database transaction whatever its size, and
+# most account-regions hold a few dozen resources per type: one shard per account-region (its types collected
+# side by side, their tagging-API reads shared) is 8x fewer shards than one per service, and measured faster
+# (bench.scale). A type that was big there at its last observation would make its shard the last to finish, so
+# it gets a shard of its own. Without history (a first scan) everything is packed.
+PACKED_GROUP = "bundle"
+_HISTORY_WINDOW = timedelta(days=30)
 
 
-def _grouped(types: Sequence[str]) -> list[tuple[str, list[str]]]:
-    groups: dict[str, list[str]] = {}
-    for t in types:
-        groups.setdefault(registry.group_of(t), []).append(t)
-    shards: list[tuple[str, list[str]]] = []
-    for group, members in groups.items():
-        if len(members) <= MAX_TYPES_PER_SHARD:
-            shards.append((group, members))
-        else:
-            shards.extend((f"{group}-{t.split(':', 1)[1]}", [t]) for t in members)
+def _heavy_types(rt: Runtime, accounts: Sequence[str], types: Sequence[str]) -> dict[tuple[str, str], set[str]]:
+    """(account, region) -> the types that had at least FINOPS_SHARD_SPLIT_RESOURCES resources there when
+    last observed (the latest-state table, seen within the last 30 days)."""
+    r = ResourceRow
+    counts: dict[tuple[str, str, str], int] = {}
+    with rt.db.session() as s:
+        rows = s.execute(
+            select(r.account_id, r.region, r.resource_type, func.count()).where(
+                r.account_id.in_(list(accounts)), r.resource_type.in_(list(types)),
+                r.last_seen >= utcnow() - _HISTORY_WINDOW)
+            .group_by(r.account_id, r.region, r.resource_type))
+        for account, region, rtype, n in rows:
+            # S3 buckets carry their own region but are all collected in the account's global shard.
+            key = (account, GLOBAL_REGION if registry.get(rtype).is_global else region, rtype)
+            counts[key] = counts.get(key, 0) + int(n)
+    heavy: dict[tuple[str, str], set[str]] = {}
+    for (account, region, rtype), n in counts.items():
+        if n >= rt.settings.shard_split_resources:
+            heavy.setdefault((account, region), set()).add(rtype)
+    return heavy
+
+
+def _packed(types: Sequence[str], heavy: set[str]) -> list[tuple[str, list[str]]]:
+    """The shards of one account-region: each heavy type alone, every other type in one bundle."""
+    shards = [(f"{registry.group_of(t)}-{t.split(':', 1)[1]}", [t]) for t in types if t in heavy]
+    rest = [t for t in types if t not in heavy]
+    if rest:
+        shards.append((PACKED_GROUP, rest))
     return sorted(shards)
 
 
@@ -335,7 +357,8 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
                 result = collect_tagging_api(rt.aws, account, region, exclude_types=set(registry.all_types()),
                                              limiter=rt.limiter)
             else:
-                result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter)
+                result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter,
+                                       type_workers=rt.settings.shard_type_threads)
     if region == GLOBAL_REGION and allowed_regions is not None:
         # Global listings (S3) return every region's resources: keep the regions that were asked for.
         keep = allowed_regions | {GLOBAL_REGION}

@@ -10,6 +10,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from sqlalchemy import func, select, update
 
+from scanner.providers.aws import registry
 from services import scans
 from services.db.models import ScanResourceRow, ScanRow, ScanShardRow, ViolationRow
 from services.errors import InvalidInput, NotFound
@@ -114,8 +115,9 @@ def test_access_denied_makes_only_its_shard_partial(embedded_runtime: Any, small
     assert result.data_quality.status == "partial"
     assert len(result.data_quality.failed_shards) == 1
     failed = result.data_quality.failed_shards[0]
-    assert failed.shard == f"{denied_account}/{denied_region}/dynamodb"
-    assert "AccessDenied" in failed.error
+    # The account-region's types share one shard: the failure names the denied type, the others are kept.
+    assert failed.shard == f"{denied_account}/{denied_region}/{scans.PACKED_GROUP}"
+    assert "dynamodb:table: AccessDenied" in failed.error
     # Everything else is still counted: only the denied tables are missing.
     expected = expected_by_type(estate, list(estate.member_account_ids))
     missing = estate.counts.get((denied_account, denied_region, "dynamodb:table"), 0)
@@ -218,7 +220,7 @@ def test_throttled_shard_is_retried_whole_and_completes(embedded_runtime: Any, s
     assert result.status == "succeeded", result.data_quality
     assert throttled["left"] == 0 and result.progress.retries > 0
     with rt.db.session() as s:
-        shard = s.get(ScanShardRow, f"{scan_id}/{account}/{region}/dynamodb")
+        shard = s.get(ScanShardRow, f"{scan_id}/{account}/{region}/{scans.PACKED_GROUP}")
         assert shard is not None and shard.attempts >= 2 and shard.status == "succeeded"
         # Counted per API family, across the shard's attempts.
         assert shard.api_by_family is not None and shard.api_by_family["dynamodb"]["throttles"] == 12
@@ -284,3 +286,44 @@ def test_an_organizational_unit_scans_every_account_under_it(embedded_runtime: A
     with pytest.raises(InvalidInput, match="organizational unit") as bad:
         scans.submit(rt, ScanRequest(accounts=["ou-nope"]))
     assert bad.value.field == "accounts"
+
+
+def test_an_account_region_is_one_shard_until_a_type_grows_big_there(embedded_runtime: Any, small_estate: Any) -> None:
+    rt, estate = embedded_runtime, small_estate
+
+    def shards_of(scan_id: str) -> dict[tuple[str, str], dict[str, list[str]]]:
+        with rt.db.session() as s:
+            rows = s.scalars(select(ScanShardRow).where(ScanShardRow.scan_id == scan_id)).all()
+        plan: dict[tuple[str, str], dict[str, list[str]]] = {}
+        for row in rows:
+            plan.setdefault((row.account_id, row.region), {})[row.group] = sorted(row.resource_types)
+        return plan
+
+    first = wait_scan(rt, scans.submit(rt, _request(estate)))
+    assert first.status == "succeeded", first.data_quality
+    plan = shards_of(first.scan_id)
+    regional = sorted(t for t in estate.resource_types if t in registry.regional_types())
+    for account in estate.member_account_ids:
+        for region in estate.regions:
+            assert plan[(account, region)] == {scans.PACKED_GROUP: regional}
+
+    # The biggest (account, region, type) of the estate crosses the split size: the next scan gives it a shard
+    # of its own there, and only there; what is found does not change.
+    (account, region, rtype), biggest = max(
+        ((k, n) for k, n in estate.counts.items() if k[2] in regional and k[0] in estate.member_account_ids),
+        key=lambda kv: kv[1])
+    rt.settings.shard_split_resources = biggest
+    try:
+        second = wait_scan(rt, scans.submit(rt, _request(estate)))
+    finally:
+        rt.settings.shard_split_resources = 1000
+    assert second.status == "succeeded", second.data_quality
+    split = shards_of(second.scan_id)
+    alone = f"{registry.group_of(rtype)}-{rtype.split(':', 1)[1]}"
+    assert split[(account, region)] == {alone: [rtype], scans.PACKED_GROUP: [t for t in regional if t != rtype]}
+    heavy_elsewhere = {k for k, n in estate.counts.items()
+                       if n >= biggest and k[2] in regional and k[0] in estate.member_account_ids}
+    assert sum(len(groups) for groups in split.values()) == sum(len(groups) for groups in plan.values()) + len(
+        heavy_elsewhere)
+    assert second.total_resources == first.total_resources
+    assert second.breakdowns.by_resource_type == first.breakdowns.by_resource_type

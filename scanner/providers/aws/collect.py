@@ -21,6 +21,7 @@ from scanner.providers.aws.arn import ParsedArn, parse_arn
 from scanner.providers.aws.collectors import (
     CallStats,
     CollectContext,
+    TypeOutcome,
     normalize_arn,
     normalize_tags,
     run_type,
@@ -31,7 +32,15 @@ from scanner.providers.aws.registry import ResourceTypeInfo, TagShape
 from scanner.providers.aws.session import ClientFactory
 from scanner.ratelimit import NullLimiter, RateLimiter
 from scanner.results import CollectFailure, ShardResult
-from scanner.retry import DEFAULT_POLICY, RetryPolicy, error_code, is_retryable, reraise_interrupt, retrying
+from scanner.retry import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    error_code,
+    interrupt_in,
+    is_retryable,
+    reraise_interrupt,
+    retrying,
+)
 
 __all__ = [
     "TAGGING_API_NOTE",
@@ -84,31 +93,37 @@ def collect_shard(
     limiter: RateLimiter | None = None,
     retry_policy: RetryPolicy = DEFAULT_POLICY,
     max_workers: int = 8,
+    type_workers: int = 4,
     page_size: int | None = None,
 ) -> ShardResult:
     """Collect every resource of ``resource_types`` in one account and region.
 
     Global types (S3, CloudFront, Route 53) are collected with ``region="global"``; S3 buckets
     still carry their real region. Before every API call the limiter is asked for a token under
-    ``{account}:{region}:{api_family}``. ``max_workers`` threads run per-item calls (tag reads);
-    ``page_size`` overrides list page sizes (tests use small pages to exercise pagination).
-    Unknown type names raise ``UnknownResourceTypeError``; cloud failures never raise.
+    ``{account}:{region}:{api_family}``. Up to ``type_workers`` types are collected side by side (a
+    shard holds many small types: run one after another, their latencies would add up), and
+    ``max_workers`` threads run per-item calls (tag reads); ``page_size`` overrides list page sizes
+    (tests use small pages to exercise pagination). The types that read tags from the tagging API
+    share one read. Unknown type names raise ``UnknownResourceTypeError``; cloud failures never raise.
     """
     infos = registry.resolve(list(resource_types))
     _check_scope(infos, region)
     result = ShardResult()
     stats = CallStats()
-    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="collect") as pool:
-        ctx = CollectContext(
-            factory=factory,
-            account_id=account_id,
-            region=region,
-            limiter=limiter or NullLimiter(),
-            retry_policy=retry_policy,
-            stats=stats,
-            executor=pool,
-            page_size=page_size,
-        )
+    pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="collect")
+    ctx = CollectContext(
+        factory=factory,
+        account_id=account_id,
+        region=region,
+        limiter=limiter or NullLimiter(),
+        retry_policy=retry_policy,
+        stats=stats,
+        executor=pool,
+        page_size=page_size,
+        bulk_filters=tuple(sorted({i.tags.tagging_api_filter for i in infos if i.tags.tagging_api_filter})),
+    )
+    interrupt: BaseException | None = None
+    try:
         try:
             # Reach the account once up front (AssumeRole for members): when that fails every type
             # fails the same way, and the role is not asked again for each type.
@@ -120,19 +135,73 @@ def collect_shard(
             reraise_interrupt(exc)
             result.failures.extend(_failure(info.resource_type, exc) for info in infos)
             infos = []
-        for info in infos:
-            try:
-                outcome = run_type(ctx, info)
-            except Exception as exc:  # one type failing must not cost the others
-                reraise_interrupt(exc)
-                result.failures.append(_failure(info.resource_type, exc))
-                continue
+        outcomes, interrupt = _run_types(ctx, infos, type_workers)
+    finally:
+        # After an interrupt the calls still in flight are abandoned, not waited for (one may hang).
+        pool.shutdown(wait=interrupt is None, cancel_futures=interrupt is not None)
+    for info, outcome in outcomes:
+        if isinstance(outcome, TypeOutcome):
             result.resources.extend(outcome.resources)
             result.failures.extend(outcome.failures)
             if outcome.excluded:
                 result.notes.append(f"{info.resource_type}: {outcome.excluded} skipped by exclusion rules")
+        elif outcome is None:  # not finished when the interrupt came
+            result.failures.append(CollectFailure(
+                info.resource_type, "TimeLimit", "not finished when the shard's time limit stopped it: its "
+                "resources are left out (the shard's other types are complete)", retryable=False))
+        else:  # one type failing must not cost the others
+            result.failures.append(_failure(info.resource_type, outcome))
+    if interrupt is not None:
+        result.interrupted = str(interrupt) or type(interrupt).__name__
     _copy_stats(stats, result)
     return result
+
+
+TypeResult = TypeOutcome | Exception | None
+
+
+def _run_types(
+    ctx: CollectContext, infos: Sequence[ResourceTypeInfo], type_workers: int
+) -> tuple[list[tuple[ResourceTypeInfo, TypeResult]], BaseException | None]:
+    """Each type's outcome, the exception that ended it, or None when an interrupt (the shard's soft
+    time limit, raised in this thread) came first; and that interrupt. The types finished before an
+    interrupt keep their results: a hung API costs its own types, not the whole shard."""
+    done: dict[int, TypeResult] = {}
+
+    def one(info: ResourceTypeInfo) -> TypeOutcome | Exception:
+        try:
+            return run_type(ctx, info)
+        except Exception as exc:
+            reraise_interrupt(exc)
+            return exc
+
+    interrupt: BaseException | None = None
+    if type_workers <= 1 or len(infos) <= 1:
+        try:
+            for index, info in enumerate(infos):
+                done[index] = one(info)
+        except Exception as exc:
+            interrupt = interrupt_in(exc)
+            if interrupt is None:
+                raise
+            ctx.stop.set()
+    else:
+        types = ThreadPoolExecutor(max_workers=min(type_workers, len(infos)), thread_name_prefix="collect-type")
+        futures = [types.submit(one, info) for info in infos]
+        try:
+            for index, future in enumerate(futures):
+                done[index] = future.result()
+        except Exception as exc:
+            interrupt = interrupt_in(exc)
+            if interrupt is None:
+                raise
+            ctx.stop.set()
+            for index, future in enumerate(futures):
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    done[index] = future.result()
+        finally:
+            types.shutdown(wait=interrupt is None, cancel_futures=interrupt is not None)
+    return [(info, done.get(index)) for index, info in enumerate(infos)], interrupt
 
 
 def _copy_stats(stats: CallStats, result: ShardResult) -> None:

@@ -126,6 +126,10 @@ def _page_config(service: str, operation: str, pagination: Pagination) -> _PageC
 BULK_TAGS_MIN_ITEMS = 2
 
 
+class CollectionStopped(Exception):
+    """A call not made because its shard is being abandoned (its time limit fired in another thread)."""
+
+
 # ------------------------------------------------------------------------------------- context
 @dataclass(slots=True)
 class CallStats:
@@ -176,6 +180,14 @@ class CollectContext:
     stats: CallStats = field(default_factory=CallStats)
     executor: ThreadPoolExecutor | None = None
     page_size: int | None = None
+    # Tagging API filters of every type collected in this context that reads its tags in bulk: one
+    # GetResources read with all of them serves every such type (SQS, SNS, DynamoDB, Lambda... of one
+    # account-region: one read, not one per type).
+    bulk_filters: tuple[str, ...] = ()
+    # Set when the shard is being abandoned (time limit): calls not yet made are not made.
+    stop: threading.Event = field(default_factory=threading.Event)
+    _bulk_reads: dict[tuple[str | None, tuple[str, ...]], Any] = field(default_factory=dict, repr=False)
+    _bulk_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def api_region(self) -> str:
@@ -202,6 +214,8 @@ class CollectContext:
         kwargs = dict(params)
 
         def attempt() -> dict[str, Any]:
+            if self.stop.is_set():
+                raise CollectionStopped("the shard was stopped before this call")
             # Asking for the client on each attempt picks up refreshed assumed-role credentials.
             client = self.factory.client(self.account_id, service, api_region)
             self.limiter.acquire(key)
@@ -259,6 +273,40 @@ class CollectContext:
                     request.pop(name, None)
                 else:
                     request[name] = token
+
+    def tagging_api_tags(self, type_filter: str, region: str | None) -> dict[str, dict[str, str]]:
+        """Tags by (normalized) ARN of every tagged resource matching ``type_filter`` in ``region``
+        (None: the context's API region), from the Resource Groups Tagging API.
+
+        When ``type_filter`` is one of the context's ``bulk_filters``, the read covers all of them and
+        is made once per region for the whole context, whichever type asks first (the others wait for
+        it). Its error, if any, is raised to every type that asks.
+        """
+        filters = self.bulk_filters if type_filter in self.bulk_filters else (type_filter,)
+        with self._bulk_lock:
+            entry = self._bulk_reads.get((region, filters))
+            if entry is None:
+                entry = self._bulk_reads[(region, filters)] = [threading.Lock(), None, None]
+        lock = entry[0]
+        with lock:
+            if entry[1] is None and entry[2] is None:
+                try:
+                    entry[1] = self._read_tagging_api(list(filters), region)
+                except Exception as exc:
+                    entry[2] = exc
+        if entry[2] is not None:
+            raise entry[2]
+        found: dict[str, dict[str, str]] = entry[1]
+        return found
+
+    def _read_tagging_api(self, filters: list[str], region: str | None) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for page in self.pages("resourcegroupstaggingapi", "tagging", "GetResources",
+                               {"ResourceTypeFilters": filters, "ResourcesPerPage": 100}, BOTOCORE, region=region):
+            for mapping in page.get("ResourceTagMappingList") or []:
+                found[normalize_arn(str(mapping["ResourceARN"]))] = normalize_tags(
+                    mapping.get("Tags"), TagShape.KV_LIST)
+        return found
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[tuple[T, R | None, BaseException | None]]:
         """Run ``fn`` on every item (in the thread pool when there is one), capturing exceptions."""
@@ -705,14 +753,8 @@ class TypeRun:
             by_region.setdefault(region, []).append(p)
         done: list[_Pending] = []
         for region, group in by_region.items():
-            found: dict[str, dict[str, str]] = {}
             try:
-                for page in self.ctx.pages("resourcegroupstaggingapi", "tagging", "GetResources",
-                                           {"ResourceTypeFilters": [type_filter], "ResourcesPerPage": 100},
-                                           BOTOCORE, region=region):
-                    for mapping in page.get("ResourceTagMappingList") or []:
-                        found[normalize_arn(str(mapping["ResourceARN"]))] = normalize_tags(
-                            mapping.get("Tags"), TagShape.KV_LIST)
+                found = self.ctx.tagging_api_tags(type_filter, region)
             except ClientError as exc:
                 if is_retryable(exc):  # throttled past its retries: the shard is run again, not 100x the calls
                     raise
