@@ -33,8 +33,6 @@ class ShardResult:
     # {"ec2": {"calls": 12, "retries": 1, "throttles": 1}, ...}
     api_by_family: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # Set when the shard's time limit stopped collection: the finished types are kept, the others failed.
-    interrupted: str | None = None
 
     @property
     def complete(self) -> bool:

@@ -37,7 +37,7 @@ from scanner.providers.aws.collect import (
 from scanner.providers.aws.regions import UnknownRegionError, discover_regions
 from scanner.providers.aws.session import AwsSessionFactory
 from scanner.ratelimit import LocalTokenBucketLimiter
-from scanner.retry import RetryPolicy
+from scanner.retry import RetryPolicy, register_interrupt
 
 pytestmark = pytest.mark.integration
 
@@ -950,3 +950,30 @@ def test_discover_regions(estate: Estate) -> None:
         discover_regions(f, estate.account, [REGION, "mars-north-1"])
     assert isinstance(err.value, ValueError)
     assert "mars-north-1" in str(err.value) and "us-east-1" in str(err.value)
+
+
+class _TimeLimit(Exception):
+    """Stands in for Celery's SoftTimeLimitExceeded (registered as an interrupt like it)."""
+
+
+@pytest.mark.parametrize("type_workers", [1, 4])
+def test_a_time_limit_keeps_the_types_finished_and_names_the_rest(estate: Estate, type_workers: int) -> None:
+    register_interrupt(_TimeLimit)
+    factory = estate.factory()
+
+    def time_is_up(**_kw: Any) -> None:
+        raise _TimeLimit("soft time limit exceeded")
+
+    factory.client(estate.account, "dynamodb", REGION).meta.events.register("before-send.dynamodb.*", time_is_up)
+    result = collect_shard(factory, estate.account, REGION, ["sqs:queue", "dynamodb:table", "sns:topic"],
+                           type_workers=type_workers)
+    failed = {f.resource_type: f for f in result.failures}
+    assert failed["dynamodb:table"].code == "TimeLimit" and not failed["dynamodb:table"].retryable
+    assert "time limit" in failed["dynamodb:table"].message
+    # Finished before the limit: kept, exactly. One after another, SNS never started; side by side it may have.
+    assert _by_arn(result.resources, "sqs:queue") == estate.expected["sqs:queue"]
+    if type_workers == 1:
+        assert set(failed) == {"dynamodb:table", "sns:topic"} and failed["sns:topic"].code == "TimeLimit"
+    elif "sns:topic" not in failed:
+        assert _by_arn(result.resources, "sns:topic") == estate.expected["sns:topic"]
+    assert {r.resource_type for r in result.resources} <= {"sqs:queue", "sns:topic"}

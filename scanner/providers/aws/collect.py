@@ -21,6 +21,7 @@ from scanner.providers.aws.arn import ParsedArn, parse_arn
 from scanner.providers.aws.collectors import (
     CallStats,
     CollectContext,
+    CollectionStopped,
     TypeOutcome,
     normalize_arn,
     normalize_tags,
@@ -145,14 +146,12 @@ def collect_shard(
             result.failures.extend(outcome.failures)
             if outcome.excluded:
                 result.notes.append(f"{info.resource_type}: {outcome.excluded} skipped by exclusion rules")
-        elif outcome is None:  # not finished when the interrupt came
+        elif outcome is None or isinstance(outcome, CollectionStopped):  # not finished when the interrupt came
             result.failures.append(CollectFailure(
                 info.resource_type, "TimeLimit", "not finished when the shard's time limit stopped it: its "
                 "resources are left out (the shard's other types are complete)", retryable=False))
         else:  # one type failing must not cost the others
             result.failures.append(_failure(info.resource_type, outcome))
-    if interrupt is not None:
-        result.interrupted = str(interrupt) or type(interrupt).__name__
     _copy_stats(stats, result)
     return result
 
