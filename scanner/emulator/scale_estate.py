@@ -101,7 +101,7 @@ class ScaleEstate:
     @property
     def resource_types(self) -> list[str]:
         present = {r.resource_type for r in self.resources}
-        return [t for t in (*RESOURCE_TYPES[:1], "ec2:volume", *RESOURCE_TYPES[1:]) if t in present]
+        return [t for t in dict.fromkeys((*RESOURCE_TYPES[:1], "ec2:volume", *RESOURCE_TYPES[1:])) if t in present]
 
     @property
     def expected_resource_count(self) -> int:
