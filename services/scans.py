@@ -29,6 +29,7 @@ from scanner.providers.aws.known_regions import KNOWN_REGIONS
 from scanner.providers.aws.organization import list_accounts_under, list_organization_accounts
 from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
+from scanner.retry import DEFAULT_POLICY, retrying
 from services import drift, inventory_cache, metrics
 from services.db.engine import dialect_insert
 from services.db.models import (
@@ -272,7 +273,9 @@ def _discover_regions(rt: Runtime, accounts: Sequence[str],
 
     def one(account: str) -> list[str] | Exception:
         try:
-            return discover_regions(rt.aws, account, allow)
+            # Retried whole: the AssumeRole inside is throttled too when many accounts start at once (every
+            # AssumeRole is the management account's call, one STS bucket).
+            return retrying(DEFAULT_POLICY)(discover_regions, rt.aws, account, allow)
         except Exception as exc:
             return exc
 

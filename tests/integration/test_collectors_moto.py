@@ -11,6 +11,7 @@ tests that use moto in the same process. Bucket names are global, so they get a 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -677,7 +678,8 @@ def test_assumed_session_refreshes_near_expiry(estate: Estate) -> None:
     first = f.session_for(estate.member)
     client = f.client(estate.member, "sqs", REGION)
     assert f.client(estate.member, "sqs", REGION) is client  # cached
-    f._assumed[estate.member].expires = datetime.now(UTC) + timedelta(minutes=4)
+    f._assumed[estate.member] = dataclasses.replace(f._assumed[estate.member],
+                                                    expires=datetime.now(UTC) + timedelta(minutes=4))
     second = f.session_for(estate.member)
     assert second is not first
     assert f.client(estate.member, "sqs", REGION) is not client  # rebuilt on the new credentials

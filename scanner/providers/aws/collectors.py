@@ -40,7 +40,7 @@ from scanner.providers.aws.registry import (
     TagSource,
     Transform,
 )
-from scanner.providers.aws.session import ClientFactory
+from scanner.providers.aws.session import ClientFactory, shared_botocore_session
 from scanner.ratelimit import NullLimiter, RateLimiter, limiter_key
 from scanner.results import CollectFailure
 from scanner.retry import (
@@ -80,10 +80,10 @@ class _PageConfig:
 _botocore_lock = threading.Lock()
 
 
-@functools.cache
 def _botocore_session() -> botocore.session.Session:
-    # Only used to read paginator models shipped with botocore (local data files, no network).
-    return botocore.session.get_session()
+    # Only used to read paginator and service models shipped with botocore (local data files, no network),
+    # through the loader the clients use: each model is parsed once per process.
+    return shared_botocore_session()
 
 
 @functools.cache

@@ -1,15 +1,17 @@
 """Sessions and clients for many AWS accounts: the caller's own, and members reached by AssumeRole.
 
-One ``AwsSessionFactory`` serves a whole worker process. It caches one boto3 session per account
-(assumed-role credentials are refreshed before they expire) and one botocore client per
-(account, service, region), because creating a client costs 20-50 ms and a shard makes hundreds of
-calls. Clients have botocore's retries switched off: ``scanner.retry`` retries, so that backoff,
-counting and the rate limiter all see every attempt. Nothing touches the network or the disk until
+One ``AwsSessionFactory`` serves a whole worker process. It caches each member account's assumed-role
+credentials (refreshed before they expire) and one botocore client per (account, service, region),
+because creating a client costs 3-15 ms of CPU. Every client is built from one base session with the
+account's credentials, and every model file is parsed once per process (``shared_botocore_session``).
+Clients have botocore's retries switched off: ``scanner.retry`` retries, so that backoff, counting and
+the rate limiter all see every attempt. Nothing touches the network or the disk until
 a method is called.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -58,10 +60,30 @@ class ClientFactory(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _AssumedSession:
-    session: boto3.Session
+@dataclass(frozen=True, slots=True)
+class AssumedCredentials:
+    """A member account's temporary credentials (AssumeRole), and when they expire."""
+
+    access_key: str
+    secret_key: str
+    token: str
     expires: datetime
+
+
+@functools.cache
+def shared_botocore_session() -> botocore.session.Session:
+    """The process' botocore session whose data loader every client and paginator model shares.
+
+    Parsing a service's model (EC2's is several MB of JSON) and registering a session's ~150 built-in
+    handlers (each checked with inspect.signature) cost tens of ms each: once per process, not once per
+    account. Reads local data files only (no network)."""
+    return botocore.session.get_session()
+
+
+def _core_session() -> botocore.session.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", shared_botocore_session().get_component("data_loader"))
+    return core
 
 
 class AwsSessionFactory:
@@ -110,9 +132,10 @@ class AwsSessionFactory:
         self._lock = threading.RLock()
         self._base: boto3.Session | None = None
         self._caller_account: str | None = None
-        self._assumed: OrderedDict[str, _AssumedSession] = OrderedDict()
+        self._assumed: OrderedDict[str, AssumedCredentials] = OrderedDict()
+        self._sessions: dict[str, tuple[AssumedCredentials, boto3.Session]] = {}
         self._account_locks: dict[str, threading.Lock] = {}
-        self._clients: OrderedDict[tuple[str, str, str], tuple[boto3.Session, Any]] = OrderedDict()
+        self._clients: OrderedDict[tuple[str, str, str], tuple[AssumedCredentials | None, Any]] = OrderedDict()
 
     @property
     def default_region(self) -> str:
@@ -125,6 +148,7 @@ class AwsSessionFactory:
             if self._base is None:
                 c = self._credentials
                 self._base = boto3.Session(
+                    botocore_session=_core_session(),
                     aws_access_key_id=c.get("aws_access_key_id"),
                     aws_secret_access_key=c.get("aws_secret_access_key"),
                     aws_session_token=c.get("aws_session_token"),
@@ -147,14 +171,15 @@ class AwsSessionFactory:
             return self.role_arn_template.format(account_id=account_id)
         return f"arn:{self.partition}:iam::{account_id}:role/{self.role_name}"
 
-    def session_for(self, account_id: str) -> boto3.Session:
-        """The session for ``account_id``: the base one for the caller's account, else an assumed role.
+    def credentials_for(self, account_id: str) -> AssumedCredentials | None:
+        """Credentials for ``account_id``: None for the caller's own account (the base session's), else
+        an assumed role's.
 
-        Assumed sessions are cached and replaced when less than ``REFRESH_MARGIN`` remains. A lock
+        Assumed credentials are cached and replaced when less than ``REFRESH_MARGIN`` remains. A lock
         per account keeps concurrent shards of one account from assuming the role twice.
         """
         if account_id == self.caller_account():
-            return self.base_session()
+            return None
         with self._lock:
             account_lock = self._account_locks.setdefault(account_id, threading.Lock())
         with account_lock:
@@ -163,7 +188,7 @@ class AwsSessionFactory:
             if cached is not None and cached.expires - datetime.now(UTC) > REFRESH_MARGIN:
                 with self._lock:
                     self._assumed.move_to_end(account_id)
-                return cached.session
+                return cached
             fresh = self._assume(account_id)
             with self._lock:
                 self._assumed[account_id] = fresh
@@ -171,7 +196,25 @@ class AwsSessionFactory:
                 # at a time, and a dropped one comes back from the shared credentials without STS.
                 while len(self._assumed) > MAX_CACHED_SESSIONS:
                     self._assumed.popitem(last=False)
-            return fresh.session
+            return fresh
+
+    def session_for(self, account_id: str) -> boto3.Session:
+        """A boto3 session for ``account_id`` (the base one for the caller's account). The scanner's own
+        clients do not need one: they are built from the base session with the account's credentials."""
+        creds = self.credentials_for(account_id)
+        if creds is None:
+            return self.base_session()
+        with self._lock:
+            cached = self._sessions.get(account_id)
+            if cached is not None and cached[0] is creds:
+                return cached[1]
+            session = boto3.Session(botocore_session=_core_session(), aws_access_key_id=creds.access_key,
+                                    aws_secret_access_key=creds.secret_key, aws_session_token=creds.token,
+                                    region_name=self._default_region)
+            self._sessions[account_id] = (creds, session)
+            while len(self._sessions) > MAX_CACHED_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            return session
 
     def _assume_role(self, account_id: str) -> dict[str, str]:
         sts = self._new_client(self.base_session(), "sts", self._default_region)
@@ -189,7 +232,7 @@ class AwsSessionFactory:
         return {"AccessKeyId": creds["AccessKeyId"], "SecretAccessKey": creds["SecretAccessKey"],
                 "SessionToken": creds["SessionToken"], "Expiration": expires.isoformat()}
 
-    def _assume(self, account_id: str) -> _AssumedSession:
+    def _assume(self, account_id: str) -> AssumedCredentials:
         if self.credential_cache is not None:
             creds = self.credential_cache.get_or_create(
                 self.role_arn(account_id), self.external_id, lambda: self._assume_role(account_id),
@@ -200,48 +243,44 @@ class AwsSessionFactory:
                 creds = self._assume_role(account_id)  # a stale entry (clock skew): never use it
         else:
             creds = self._assume_role(account_id)
-        expires = datetime.fromisoformat(creds["Expiration"])
-        # Share the base session's model loader: otherwise every account re-parses the same service
-        # models (several MB each) into its own botocore session.
-        core = botocore.session.Session()
-        core.register_component("data_loader", self.base_session()._session.get_component("data_loader"))
-        session = boto3.Session(
-            botocore_session=core,
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name=self._default_region,
-        )
-        return _AssumedSession(session=session, expires=expires)
+        return AssumedCredentials(access_key=creds["AccessKeyId"], secret_key=creds["SecretAccessKey"],
+                                  token=creds["SessionToken"], expires=datetime.fromisoformat(creds["Expiration"]))
 
     def client(self, account_id: str, service: str, region: str) -> Any:
         """A cached botocore client for ``service`` in ``account_id`` and ``region``.
 
         ``region="global"`` means the default region (global services are served from there). A
-        client is rebuilt when its account's session was refreshed, so callers may keep asking for
-        clients during a long scan and never hold expired credentials.
+        client is rebuilt when its account's credentials were refreshed, so callers may keep asking
+        for clients during a long scan and never hold expired credentials. Every client comes from the
+        one base session (member accounts' with their assumed credentials): a botocore session per
+        account cost more CPU than the shard's API calls (bench.scale).
         """
         if region == GLOBAL_REGION:
             region = self._default_region
-        session = self.session_for(account_id)
+        creds = self.credentials_for(account_id)
         key = (account_id, service, region)
         # Created under the lock: boto3 sessions are not thread-safe when building clients.
         with self._lock:
             cached = self._clients.get(key)
-            if cached is not None and cached[0] is session:
+            if cached is not None and cached[0] is creds:
                 self._clients.move_to_end(key)
                 return cached[1]
-            client = self._new_client(session, service, region)
-            self._clients[key] = (session, client)
+            client = self._new_client(self.base_session(), service, region, creds)
+            self._clients[key] = (creds, client)
             self._clients.move_to_end(key)
             while len(self._clients) > MAX_CACHED_CLIENTS:
                 self._clients.popitem(last=False)
             return client
 
-    def _new_client(self, session: boto3.Session, service: str, region: str) -> Any:
+    def _new_client(self, session: boto3.Session, service: str, region: str,
+                    creds: AssumedCredentials | None = None) -> Any:
+        keys: dict[str, str] = {} if creds is None else {
+            "aws_access_key_id": creds.access_key, "aws_secret_access_key": creds.secret_key,
+            "aws_session_token": creds.token}
         return session.client(
             service,  # type: ignore[call-overload]
             region_name=region,
             endpoint_url=self.endpoint_url,
             config=self._config,
+            **keys,
         )
