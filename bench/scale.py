@@ -400,6 +400,30 @@ def scan_duplicates(database_url: str, scan_id: str) -> dict[str, int]:
             "shard_counted": int(counted), "counted_twice": max(0, int(counted) - int(rows)), "_arns": arns}
 
 
+def scan_timeline(database_url: str, scan_id: str) -> dict[str, float]:
+    """Where the wall time went, from the scan's and its shards' timestamps (seconds after the scan row was
+    created): planning, shards running, finalizing; and how busy the worker slots were meanwhile."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as c:
+            created, planned, finished = c.execute(text(
+                "SELECT created_at, started_at, finished_at FROM scans WHERE id = :s"), {"s": scan_id}).one()
+            first, last, busy = c.execute(text(
+                "SELECT min(started_at), max(finished_at), "
+                "coalesce(sum(extract(epoch FROM finished_at - started_at)), 0) "
+                "FROM scan_shards WHERE scan_id = :s AND started_at IS NOT NULL"), {"s": scan_id}).one()
+    finally:
+        engine.dispose()
+
+    def at(moment: Any) -> float:
+        return round((moment - created).total_seconds(), 2) if moment is not None else -1.0
+
+    return {"planned_at_s": at(planned), "first_shard_started_s": at(first), "last_shard_finished_s": at(last),
+            "finished_at_s": at(finished), "shard_seconds_sum": round(float(busy), 1)}
+
+
 def sequential_scan_seconds(proxy_url: str, estate: Any, sample: int) -> tuple[float, int]:
     """A naive scan of ``sample`` accounts: one call at a time, same collectors, no workers or database.
     Returns (seconds, accounts measured)."""
@@ -436,6 +460,8 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         stack.sampler.watch("proxy", proxy.pid)
         proxy.reset()
         moto_cpu0, proxy_cpu0 = cpu_seconds(emulator_pid), cpu_seconds(proxy.pid)
+        stack.sampler.sample()
+        worker_cpu0 = sum(v for k, v in stack.sampler.cpu.items() if k.startswith("worker-"))  # start-up
         started = time.perf_counter()
         submitted = http_json("POST", stack.gateway_url + "/v1/scans", stack.api_key, {
             "accounts": estate.member_account_ids, "regions": estate.regions,
@@ -456,6 +482,7 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         peaks = dict(stack.sampler.peaks)
         worker_cpu = sum(v for k, v in stack.sampler.cpu.items() if k.startswith("worker-"))
         dup = scan_duplicates(stack.database_url, scan_id)
+        timeline = scan_timeline(stack.database_url, scan_id)
 
         # The sequential baseline goes through the same proxy after the scan (stats already read).
         proxy.reset()
@@ -538,7 +565,9 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
                         "proxy": round(peaks.get("proxy", 0.0), 1)},
         "worker_rss_max_mb": max(worker_peaks.values(), default=0.0),
         "cpu_s": {"moto": round(moto_cpu, 2), "proxy": round(proxy_cpu, 2),
-                  "workers_incl_children": round(worker_cpu, 2)},
+                  "workers_incl_children": round(worker_cpu, 2),
+                  "workers_during_scan": round(worker_cpu - worker_cpu0, 2)},
+        "timeline": timeline,
         "sequential_s": round(seq_s * accounts / seq_accounts, 1),
         "sequential_how": (f"measured: {seq_accounts} account(s) x {len(estate.regions)} regions scanned one call "
                            f"at a time (same collectors, max_workers=1, same proxy) in {seq_s:.1f} s with "
