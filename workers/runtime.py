@@ -5,10 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_process_init
 
-from scanner.providers.aws import registry
-from scanner.providers.aws.session import preload_models
 from services.config import get_settings
 from services.db.engine import Database
 from services.runtime import Runtime
@@ -37,15 +35,6 @@ def use_runtime(runtime: Runtime) -> None:
     global _runtime
     with _lock:
         _runtime = runtime
-
-
-@worker_init.connect
-def _parse_models_before_forking(**_kwargs: Any) -> None:
-    """The main process parses every collector's AWS models once; the pool processes it forks share them.
-
-    Without it each of the 16 pool processes of a benchmark worker parsed the same models on its first shards
-    (bench.scale). Models only: no client, connection or credentials is created here to be inherited."""
-    preload_models(registry.services())
 
 
 @worker_process_init.connect

@@ -439,16 +439,6 @@ def all_types() -> list[str]:
     return sorted(_ensure_loaded())
 
 
-# Services the scanner calls for accounts rather than resource types: AssumeRole and identity, enabled
-# regions, the Tagging API (bulk tags and the long tail), Organizations (accounts, OUs, tag policies).
-ACCOUNT_LEVEL_SERVICES = ("ec2", "organizations", "resourcegroupstaggingapi", "sts")
-
-
-def services() -> list[str]:
-    """Every AWS service the scanner calls, sorted: the registered types' and the account-level ones."""
-    return sorted({i.service for i in _ensure_loaded().values()} | set(ACCOUNT_LEVEL_SERVICES))
-
-
 def regional_types() -> list[str]:
     """Types collected once per (account, region)."""
     return sorted(n for n, i in _ensure_loaded().items() if not i.is_global)

@@ -11,17 +11,15 @@ a method is called.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import boto3
-import botocore.exceptions
 import botocore.session
 from botocore.config import Config
 
@@ -80,21 +78,6 @@ def shared_botocore_session() -> botocore.session.Session:
     handlers (each checked with inspect.signature) cost tens of ms each: once per process, not once per
     account. Reads local data files only (no network)."""
     return botocore.session.get_session()
-
-
-def preload_models(services: Iterable[str], region: str = "us-east-1") -> None:
-    """Parse the models of ``services`` into the process' shared loader now, by building one client of each
-    (no network: a client makes no call until asked). A prefork worker's main process calls this before it
-    forks, so its pool processes inherit the parsed models instead of each parsing them again (measured:
-    JSON parsing was an eighth of the workers' CPU in bench.scale)."""
-    core = shared_botocore_session()
-    fresh = _core_session()
-    for service in services:
-        fresh.create_client(service, region_name=region, aws_access_key_id="preload",
-                            aws_secret_access_key="preload")
-        core.get_service_model(service)  # the collectors' forms of the same reads
-        with contextlib.suppress(botocore.exceptions.UnknownServiceError, botocore.exceptions.DataNotFoundError):
-            core.get_paginator_model(service)
 
 
 def _core_session() -> botocore.session.Session:
