@@ -11,9 +11,10 @@ import base64
 import binascii
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,11 +141,25 @@ class PlannedShard:
     resource_types: tuple[str, ...]
 
 
+# While a scan is being planned its data_quality carries this key: finalize waits for the plan to be whole
+# (shards of the first accounts may all be done before the last account's regions are known).
+PLANNING_KEY = "planning"
+# Planned shards are written and sent at least this often while the rest of the plan is being made.
+_PLAN_FLUSH_S = 0.5
+
+
 def plan_scan(rt: Runtime, scan_id: str) -> None:
-    """Resolve accounts and regions (cloud I/O), create the shard rows, enqueue them."""
+    """Resolve accounts and regions (cloud I/O), create the shard rows, enqueue them.
+
+    Shards are written and sent account by account as each account's regions become known, so the first
+    shards run while the other accounts are still being reached (an AssumeRole and a DescribeRegions each,
+    rate-limited by STS: 50 accounts took ~5 s, during which no shard ran). A redelivered plan task whose
+    plan was whole only re-sends the shards that never started; one that died mid-plan plans again
+    (existing shards are kept, not duplicated)."""
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
-        if scan.status != "queued":
+        planning = bool((scan.data_quality or {}).get(PLANNING_KEY))
+        if scan.status != "queued" and not planning:
             requeue = [sh.id for sh in _shards(s, scan_id) if sh.status == "queued"]
             interactive = scan.trigger == "interactive"
         else:
@@ -155,7 +170,7 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
         return
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
-        if scan.cancel_requested:
+        if scan.cancel_requested and scan.status == "queued":
             scan.status, scan.finished_at = "cancelled", utcnow()
             scan.data_quality = DataQuality(status="partial", notes=["cancelled before planning"]).model_dump()
             return
@@ -163,7 +178,6 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
         interactive = scan.trigger == "interactive"
 
     notes: list[str] = []
-    rows: list[ScanShardRow] = []
     try:
         accounts = _resolve_accounts(rt, request, notes)
     except Exception as exc:
@@ -175,25 +189,45 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
         _fail_scan(rt, scan_id, f"could not resolve the policy of each account: {exc.message}")
         return
     notes.extend(frozen.notes)
-    for plan in _plan_shards(rt, request, accounts, notes, failed_rows=rows, scan_id=scan_id):
-        rows.append(ScanShardRow(id=_shard_id(scan_id, plan), scan_id=scan_id, account_id=plan.account_id,
-                                 region=plan.region, group=plan.group, resource_types=list(plan.resource_types),
-                                 status="queued", failures=[], notes=[]))
+    # policies_incomplete is read by finalize: a scan whose rules could not all be resolved is never
+    # "complete" (DataQuality ignores both keys when the scan is read).
+    quality = {"status": "partial", "failed_shards": [], "notes": notes, "policies_incomplete": frozen.incomplete}
+
+    total = 0
+    pending: list[ScanShardRow] = []
+    flushed_at = float("-inf")  # the first account's shards go out at once
+    for account_rows in _plan_shards(rt, request, accounts, scan_id=scan_id):
+        pending.extend(account_rows)
+        if time.monotonic() - flushed_at >= _PLAN_FLUSH_S:
+            total += _write_planned(rt, scan_id, pending, {**quality, PLANNING_KEY: True}, frozen.by_account,
+                                    interactive)
+            pending, flushed_at = [], time.monotonic()
+    total += _write_planned(rt, scan_id, pending, quality, frozen.by_account, interactive, total_planned=total)
+    # Every shard may have ended before the plan was whole: then nobody else asks for the finalizer.
+    maybe_finalize(rt, scan_id)
+
+
+def _write_planned(rt: Runtime, scan_id: str, rows: list[ScanShardRow], quality: dict[str, Any],
+                   policy_by_account: dict[str, str], interactive: bool, *,
+                   total_planned: int | None = None) -> int:
+    """Store planned shard rows (those not stored by an earlier try), mark the scan running and send the
+    new queued shards. ``total_planned`` (the shards written before) is given with the last batch: the plan
+    is then whole. Returns how many rows this batch holds."""
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
         existing = {sh.id for sh in _shards(s, scan_id)}
-        s.add_all([r for r in rows if r.id not in existing])
-        scan.status, scan.started_at, scan.shards_total = "running", utcnow(), len(rows)
-        scan.policy_by_account = frozen.by_account or None
-        # policies_incomplete is read by finalize: a scan whose rules could not all be resolved is never
-        # "complete" (DataQuality ignores the key when the scan is read).
-        scan.data_quality = {"status": "partial", "failed_shards": [], "notes": notes,
-                             "policies_incomplete": frozen.incomplete}
-    queued = [r.id for r in rows if r.status == "queued"]
+        new = [r for r in rows if r.id not in existing]
+        s.add_all(new)
+        if scan.status == "queued":
+            scan.status, scan.started_at = "running", utcnow()
+        if total_planned is not None:
+            scan.shards_total = total_planned + len(rows)
+        scan.policy_by_account = policy_by_account or None
+        scan.data_quality = quality
+        queued = [r.id for r in new if r.status == "queued"]
     for shard_id in queued:
         rt.dispatcher.run_shard(shard_id, interactive=interactive)
-    if not queued:
-        rt.dispatcher.finalize_scan(scan_id)
+    return len(rows)
 
 
 def _freeze_account_policies(rt: Runtime, scan_id: str, accounts: Sequence[str]) -> AccountPolicies:
@@ -232,8 +266,9 @@ def _resolve_accounts(rt: Runtime, request: ScanRequest, notes: list[str]) -> li
     return [rt.aws.caller_account()]
 
 
-def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], notes: list[str], *,
-                 failed_rows: list[ScanShardRow], scan_id: str) -> Iterable[PlannedShard]:
+def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], *,
+                 scan_id: str) -> Iterable[list[ScanShardRow]]:
+    """Each account's shard rows, account by account in the order their regions become known."""
     types = registry.all_types() if not isinstance(request.resource_types, list) else request.resource_types
     regional = [t for t in types if t in set(registry.regional_types())]
     global_ = [t for t in types if t in set(registry.global_types())]
@@ -242,24 +277,31 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], not
     heavy = _heavy_types(rt, accounts, types)
     # The tagging-API shards carry their own note (tagged resources only) into data_quality.
     with_tagging_api = request.resource_types == "all"
-    discovered = _discover_regions(rt, accounts, allow) if regional or with_tagging_api else {}
-    for account in accounts:
-        if regional or with_tagging_api:
-            regions = discovered[account]
-            if isinstance(regions, BaseException):
-                # This account cannot be reached: its shards are failed, the others go on.
-                failed_rows.append(ScanShardRow(
-                    id=f"{scan_id}/{account}/*/region-discovery", scan_id=scan_id, account_id=account,
-                    region="*", group="region-discovery", resource_types=list(types), status="failed",
-                    error=_describe(regions), failures=[], notes=[], finished_at=utcnow()))
-                continue
-            for region in regions:
-                for group, group_types in _packed(regional, heavy.get((account, region), set())):
-                    yield PlannedShard(account, region, group, tuple(group_types))
-                if with_tagging_api:
-                    yield PlannedShard(account, region, TAGGING_API_GROUP, ())
+    discovered: Iterable[tuple[str, list[str] | Exception]] = (
+        _discover_regions(rt, accounts, allow) if regional or with_tagging_api else ((a, []) for a in accounts))
+
+    def row(plan: PlannedShard) -> ScanShardRow:
+        return ScanShardRow(id=_shard_id(scan_id, plan), scan_id=scan_id, account_id=plan.account_id,
+                            region=plan.region, group=plan.group, resource_types=list(plan.resource_types),
+                            status="queued", failures=[], notes=[])
+
+    for account, regions in discovered:
+        if isinstance(regions, BaseException):
+            # This account cannot be reached: its shards are failed, the others go on.
+            yield [ScanShardRow(
+                id=f"{scan_id}/{account}/*/region-discovery", scan_id=scan_id, account_id=account,
+                region="*", group="region-discovery", resource_types=list(types), status="failed",
+                error=_describe(regions), failures=[], notes=[], finished_at=utcnow())]
+            continue
+        rows: list[ScanShardRow] = []
+        for region in regions:
+            for group, group_types in _packed(regional, heavy.get((account, region), set())):
+                rows.append(row(PlannedShard(account, region, group, tuple(group_types))))
+            if with_tagging_api:
+                rows.append(row(PlannedShard(account, region, TAGGING_API_GROUP, ())))
         for group, group_types in _packed(global_, heavy.get((account, GLOBAL_REGION), set())):
-            yield PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))
+            rows.append(row(PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))))
+        yield rows
 
 
 # Accounts whose regions are discovered at once while planning. Each needs an AssumeRole and a DescribeRegions
@@ -268,8 +310,8 @@ _DISCOVERY_THREADS = 16
 
 
 def _discover_regions(rt: Runtime, accounts: Sequence[str],
-                      allow: list[str] | None) -> dict[str, list[str] | Exception]:
-    """Each account's regions to scan, or the error that kept them from being known."""
+                      allow: list[str] | None) -> Iterator[tuple[str, list[str] | Exception]]:
+    """(account, its regions to scan or the error that kept them from being known), as each is known."""
 
     def one(account: str) -> list[str] | Exception:
         try:
@@ -280,10 +322,13 @@ def _discover_regions(rt: Runtime, accounts: Sequence[str],
             return exc
 
     if len(accounts) <= 1:
-        return {a: one(a) for a in accounts}
+        yield from ((a, one(a)) for a in accounts)
+        return
     with ThreadPoolExecutor(max_workers=min(_DISCOVERY_THREADS, len(accounts)),
                             thread_name_prefix="plan-regions") as pool:
-        return dict(zip(accounts, pool.map(one, accounts), strict=True))
+        futures = {pool.submit(one, a): a for a in accounts}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 # Shard sizing. A shard costs a task, a client per service and a database transaction whatever its size, and
@@ -528,7 +573,7 @@ def finalize_scan(rt: Runtime, scan_id: str) -> None:
     """Aggregate counts, score, breakdowns and data quality. Idempotent."""
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
-        if scan.status in TERMINAL_STATUSES:
+        if scan.status in TERMINAL_STATUSES or (scan.data_quality or {}).get(PLANNING_KEY):
             return
         shards = _shards(s, scan_id)
         if any(sh.status not in TERMINAL_SHARD_STATUSES for sh in shards):

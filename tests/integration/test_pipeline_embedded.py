@@ -327,3 +327,45 @@ def test_an_account_region_is_one_shard_until_a_type_grows_big_there(embedded_ru
         heavy_elsewhere)
     assert second.total_resources == first.total_resources
     assert second.breakdowns.by_resource_type == first.breakdowns.by_resource_type
+
+
+def test_shards_run_while_other_accounts_are_still_being_planned(embedded_runtime: Any, small_estate: Any) -> None:
+    import threading
+    import time
+
+    rt, estate = embedded_runtime, small_estate
+    slow = estate.member_account_ids[-1]
+    release = threading.Event()
+
+    def hold(**_kw: Any) -> None:
+        release.wait(20)  # this account's regions stay unknown until the test has looked
+
+    ec2 = rt.aws.client(slow, "ec2", rt.settings.aws_default_region)
+    ec2.meta.events.register("before-send.ec2.DescribeRegions", hold)
+    try:
+        scan_id = scans.submit(rt, _request(estate))
+        seen_during_planning: set[str] = set()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not seen_during_planning:
+            with rt.db.session() as s:
+                scan = s.get(ScanRow, scan_id)
+                assert scan is not None and scan.status != "succeeded"  # never finalized mid-plan
+                done = s.scalars(select(ScanShardRow.account_id).where(
+                    ScanShardRow.scan_id == scan_id, ScanShardRow.status == "succeeded")).all()
+                if (scan.data_quality or {}).get(scans.PLANNING_KEY):
+                    seen_during_planning = set(done)
+            time.sleep(0.1)
+        # Other accounts' shards ran to the end while one account was still being reached.
+        assert seen_during_planning and slow not in seen_during_planning
+    finally:
+        release.set()
+    result = wait_scan(rt, scan_id)
+    ec2.meta.events.unregister("before-send.ec2.DescribeRegions", hold)
+    assert result.status == "succeeded", result.data_quality
+    expected = expected_by_type(estate, list(estate.member_account_ids))
+    assert result.total_resources == sum(expected.values())
+    assert result.progress.shards_total == result.progress.shards_done
+    with rt.db.session() as s:
+        scan = s.get(ScanRow, scan_id)
+        assert scan is not None and scan.shards_total == result.progress.shards_total
+        assert scans.PLANNING_KEY not in (scan.data_quality or {})
