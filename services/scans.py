@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -144,8 +143,6 @@ class PlannedShard:
 # While a scan is being planned its data_quality carries this key: finalize waits for the plan to be whole
 # (shards of the first accounts may all be done before the last account's regions are known).
 PLANNING_KEY = "planning"
-# Planned shards are written and sent at least this often while the rest of the plan is being made.
-_PLAN_FLUSH_S = 0.5
 
 
 def plan_scan(rt: Runtime, scan_id: str) -> None:
@@ -194,15 +191,10 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
     quality = {"status": "partial", "failed_shards": [], "notes": notes, "policies_incomplete": frozen.incomplete}
 
     total = 0
-    pending: list[ScanShardRow] = []
-    flushed_at = float("-inf")  # the first account's shards go out at once
     for account_rows in _plan_shards(rt, request, accounts, scan_id=scan_id):
-        pending.extend(account_rows)
-        if time.monotonic() - flushed_at >= _PLAN_FLUSH_S:
-            total += _write_planned(rt, scan_id, pending, {**quality, PLANNING_KEY: True}, frozen.by_account,
-                                    interactive)
-            pending, flushed_at = [], time.monotonic()
-    total += _write_planned(rt, scan_id, pending, quality, frozen.by_account, interactive, total_planned=total)
+        total += _write_planned(rt, scan_id, account_rows, {**quality, PLANNING_KEY: True}, frozen.by_account,
+                                interactive)
+    _write_planned(rt, scan_id, [], quality, frozen.by_account, interactive, total_planned=total)
     # Every shard may have ended before the plan was whole: then nobody else asks for the finalizer.
     maybe_finalize(rt, scan_id)
 
@@ -210,18 +202,19 @@ def plan_scan(rt: Runtime, scan_id: str) -> None:
 def _write_planned(rt: Runtime, scan_id: str, rows: list[ScanShardRow], quality: dict[str, Any],
                    policy_by_account: dict[str, str], interactive: bool, *,
                    total_planned: int | None = None) -> int:
-    """Store planned shard rows (those not stored by an earlier try), mark the scan running and send the
-    new queued shards. ``total_planned`` (the shards written before) is given with the last batch: the plan
-    is then whole. Returns how many rows this batch holds."""
+    """Store one account's planned shard rows (those not stored by an earlier try), mark the scan running
+    and send the new queued shards. ``total_planned`` (every account's shards) comes with the last, empty
+    batch: the plan is then whole. Returns how many rows this batch holds."""
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
-        existing = {sh.id for sh in _shards(s, scan_id)}
+        existing = set(s.scalars(select(ScanShardRow.id).where(ScanShardRow.id.in_([r.id for r in rows])))) \
+            if rows else set()
         new = [r for r in rows if r.id not in existing]
         s.add_all(new)
         if scan.status == "queued":
             scan.status, scan.started_at = "running", utcnow()
         if total_planned is not None:
-            scan.shards_total = total_planned + len(rows)
+            scan.shards_total = total_planned
         scan.policy_by_account = policy_by_account or None
         scan.data_quality = quality
         queued = [r.id for r in new if r.status == "queued"]
