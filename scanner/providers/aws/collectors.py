@@ -132,6 +132,15 @@ class CollectionStopped(Exception):
 
 # ------------------------------------------------------------------------------------- context
 @dataclass(slots=True)
+class _SharedRead:
+    """One Tagging API read shared by a shard's types: its answer or its error, once."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tags: dict[str, dict[str, str]] | None = None
+    error: Exception | None = None
+
+
+@dataclass(slots=True)
 class CallStats:
     """Thread-safe counters of API calls (every attempt), retries and throttles, in total and per API family."""
 
@@ -186,7 +195,7 @@ class CollectContext:
     bulk_filters: tuple[str, ...] = ()
     # Set when the shard is being abandoned (time limit): calls not yet made are not made.
     stop: threading.Event = field(default_factory=threading.Event)
-    _bulk_reads: dict[tuple[str | None, tuple[str, ...]], Any] = field(default_factory=dict, repr=False)
+    _bulk_reads: dict[tuple[str | None, tuple[str, ...]], _SharedRead] = field(default_factory=dict, repr=False)
     _bulk_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -284,20 +293,17 @@ class CollectContext:
         """
         filters = self.bulk_filters if type_filter in self.bulk_filters else (type_filter,)
         with self._bulk_lock:
-            entry = self._bulk_reads.get((region, filters))
-            if entry is None:
-                entry = self._bulk_reads[(region, filters)] = [threading.Lock(), None, None]
-        lock = entry[0]
-        with lock:
-            if entry[1] is None and entry[2] is None:
+            read = self._bulk_reads.setdefault((region, filters), _SharedRead())
+        with read.lock:  # the first type reads; the others wait for its answer
+            if read.tags is None and read.error is None:
                 try:
-                    entry[1] = self._read_tagging_api(list(filters), region)
+                    read.tags = self._read_tagging_api(list(filters), region)
                 except Exception as exc:
-                    entry[2] = exc
-        if entry[2] is not None:
-            raise entry[2]
-        found: dict[str, dict[str, str]] = entry[1]
-        return found
+                    read.error = exc
+        if read.error is not None:
+            raise read.error
+        assert read.tags is not None
+        return read.tags
 
     def _read_tagging_api(self, filters: list[str], region: str | None) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}

@@ -28,9 +28,10 @@ from policies.models import GLOBAL_REGION
 # Refresh assumed-role credentials this long before they expire, so no call runs on a dying token.
 REFRESH_MARGIN = timedelta(minutes=5)
 # Clients kept per process. A client costs ~0.5-2 MB; an organization scan touches accounts x regions x
-# services of them, so the cache is bounded (least recently used goes) instead of growing forever. A
-# shard uses one or two; 64 keeps a busy process's working set (benchmark: 256 cost ~110 MB per process).
-MAX_CACHED_CLIENTS = 64
+# services of them, so the cache is bounded (least recently used goes) instead of growing forever. An
+# account-region shard uses up to ~10; 32 keeps a few of them. (Benchmark: planning 200 accounts filled 64
+# slots with EC2 clients, ~1.5 MB each, and took that process to 293 MB; 256 slots cost ~110 MB more.)
+MAX_CACHED_CLIENTS = 32
 MAX_CACHED_SESSIONS = 64
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
