@@ -498,7 +498,10 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
     busiest = max(accepted.items(), key=lambda kv: kv[1]) if accepted else ("", 0)
     rate_floor = max((max(0, n - options.burst) / options.rate for n in accepted.values()), default=0.0) \
         if options.rate > 0 else 0.0
-    latency_floor = proxy_stats["requests"] * latency_s / concurrency
+    # A shard collects its types side by side, so more calls than worker slots can be in flight: the latency
+    # term divides by what the scan really used (the proxy's peak of calls in flight) when that is higher.
+    in_flight = max(concurrency, int(proxy_stats.get("peak_in_flight", 0)))
+    latency_floor = proxy_stats["requests"] * latency_s / in_flight
     chain_floor = fewest.chain_calls * latency_s
     cores = os.cpu_count() or 1
     # moto (threaded, one interpreter) and the proxy (one event loop) each use at most one core; together at
@@ -510,7 +513,7 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
     # The same formula for a scan that made only the fewest calls (emulator CPU scaled by the call count).
     ideal_terms = {
         "rate_floor_s": max(0, fewest.max_bucket_calls - options.burst) / options.rate if options.rate > 0 else 0.0,
-        "latency_floor_s": fewest.total * latency_s / concurrency,
+        "latency_floor_s": fewest.total * latency_s / in_flight,
         "chain_floor_s": chain_floor,
         "emulator_floor_s": emulator_floor * fewest.total / max(1, proxy_stats["requests"]),
     }
@@ -527,13 +530,16 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         "worker_pool": options.pool,
         "worker_concurrency_each": options.concurrency,
         "total_worker_concurrency": concurrency,
+        "peak_calls_in_flight": int(proxy_stats.get("peak_in_flight", 0)),
+        "latency_floor_at_worker_concurrency_s": round(proxy_stats["requests"] * latency_s / concurrency, 2),
         "status": scan["status"],
         "wall_s": round(wall_s, 2),
         "floor_s": round(floor_s, 2),
         "floor_formula": (
             "max(rate_floor = max over (account, region, API) buckets of max(0, calls accepted - burst) / rate; "
-            "latency_floor = total calls through the proxy x latency / total worker concurrency (worker "
-            "processes x --concurrency); chain_floor = longest chain of dependent calls x latency; "
+            "latency_floor = total calls through the proxy x latency / the larger of the total worker "
+            "concurrency (worker processes x --concurrency) and the peak of calls in flight at the proxy; "
+            "chain_floor = longest chain of dependent calls x latency; "
             "emulator_floor = max(moto CPU s, proxy CPU s, (moto + proxy CPU s) / 2 cores) during the run)"),
         **{k: round(v, 2) for k, v in terms.items()},
         "floor_binding_term": max(terms, key=lambda k: terms[k]),

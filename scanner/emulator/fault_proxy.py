@@ -380,6 +380,7 @@ class Counters:
     failed: int = 0
     upstream_errors: int = 0
     hung_now: int = 0
+    peak_in_flight: int = 0
     by_key: dict[str, KeyCounters] = field(default_factory=dict)
     # Per token bucket: the account's once AssumeRole taught the proxy whose key it is, else the key's.
     by_bucket: dict[str, KeyCounters] = field(default_factory=dict)
@@ -407,6 +408,7 @@ class FaultProxyApp:
         self._config_changed = asyncio.Event()
         self._account_of_key: dict[str, str] = {}  # access key id -> account, learned from AssumeRole
         self._client: Any = None  # httpx.AsyncClient, made inside the server's event loop
+        self._in_flight = 0  # survives reset(): calls still running then end afterwards
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -445,6 +447,7 @@ class FaultProxyApp:
             "failed": c.failed,
             "upstream_errors": c.upstream_errors,
             "hung_now": c.hung_now,
+            "peak_in_flight": c.peak_in_flight,
             "by_key": {k: {"requests": v.requests, "throttled": v.throttled} for k, v in c.by_key.items()},
             "by_bucket": {k: {"requests": v.requests, "throttled": v.throttled} for k, v in c.by_bucket.items()},
             "by_operation": dict(c.by_operation),
@@ -500,6 +503,15 @@ class FaultProxyApp:
         if path.startswith(CONTROL_PREFIX):
             await self._control(method, path, receive, send)
             return
+        # Calls in flight at once, as the cloud sees them: the concurrency a scan really used.
+        self._in_flight += 1
+        self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
+        try:
+            await self._aws_call(scope, method, path, receive, send)
+        finally:
+            self._in_flight -= 1
+
+    async def _aws_call(self, scope: Scope, method: str, path: str, receive: Receive, send: Send) -> None:
         raw_path: bytes = scope.get("raw_path") or path.encode()
         query: str = scope.get("query_string", b"").decode("latin-1")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]

@@ -255,3 +255,20 @@ def test_bad_options_name_the_field(fresh_proxy: FaultProxy, emulator: Any) -> N
     ):
         done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_peak_of_calls_in_flight_is_counted(fresh_proxy: FaultProxy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fresh_proxy.configure(latency_ms=300)
+    make = client_factory(fresh_proxy)
+    clients = [make("sts", region) for region in ("us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2")]
+    assert fresh_proxy.stats()["peak_in_flight"] == 0
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: c.get_caller_identity(), clients))
+    stats = fresh_proxy.stats()
+    # Four calls of 300 ms each, started together: they overlapped (one after another would peak at 1).
+    assert stats["requests"] == 4 and 2 <= stats["peak_in_flight"] <= 4
+    for client in clients:
+        client.get_caller_identity()
+    assert fresh_proxy.stats()["peak_in_flight"] == stats["peak_in_flight"]  # sequential calls add nothing
