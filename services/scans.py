@@ -132,14 +132,6 @@ def submit(rt: Runtime, request: ScanRequest, *, requested_by: str = "local") ->
 
 # ----------------------------------------------------------------------------------------------- plan
 
-@dataclass(frozen=True)
-class PlannedShard:
-    account_id: str
-    region: str
-    group: str
-    resource_types: tuple[str, ...]
-
-
 # While a scan is being planned its data_quality carries this key: finalize waits for the plan to be whole
 # (shards of the first accounts may all be done before the last account's regions are known).
 PLANNING_KEY = "planning"
@@ -273,10 +265,10 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], *,
     discovered: Iterable[tuple[str, list[str] | Exception]] = (
         _discover_regions(rt, accounts, allow) if regional or with_tagging_api else ((a, []) for a in accounts))
 
-    def row(plan: PlannedShard) -> ScanShardRow:
-        return ScanShardRow(id=_shard_id(scan_id, plan), scan_id=scan_id, account_id=plan.account_id,
-                            region=plan.region, group=plan.group, resource_types=list(plan.resource_types),
-                            status="queued", failures=[], notes=[])
+    def row(account: str, region: str, group: str, group_types: Sequence[str]) -> ScanShardRow:
+        return ScanShardRow(id=f"{scan_id}/{account}/{region}/{group}", scan_id=scan_id, account_id=account,
+                            region=region, group=group, resource_types=list(group_types), status="queued",
+                            failures=[], notes=[])
 
     for account, regions in discovered:
         if isinstance(regions, BaseException):
@@ -289,11 +281,11 @@ def _plan_shards(rt: Runtime, request: ScanRequest, accounts: Sequence[str], *,
         rows: list[ScanShardRow] = []
         for region in regions:
             for group, group_types in _packed(regional, heavy.get((account, region), set())):
-                rows.append(row(PlannedShard(account, region, group, tuple(group_types))))
+                rows.append(row(account, region, group, group_types))
             if with_tagging_api:
-                rows.append(row(PlannedShard(account, region, TAGGING_API_GROUP, ())))
+                rows.append(row(account, region, TAGGING_API_GROUP, ()))
         for group, group_types in _packed(global_, heavy.get((account, GLOBAL_REGION), set())):
-            rows.append(row(PlannedShard(account, GLOBAL_REGION, group, tuple(group_types))))
+            rows.append(row(account, GLOBAL_REGION, group, group_types))
         yield rows
 
 
@@ -362,10 +354,6 @@ def _packed(types: Sequence[str], heavy: set[str]) -> list[tuple[str, list[str]]
     if rest:
         shards.append((PACKED_GROUP, rest))
     return sorted(shards)
-
-
-def _shard_id(scan_id: str, plan: PlannedShard) -> str:
-    return f"{scan_id}/{plan.account_id}/{plan.region}/{plan.group}"
 
 
 # ---------------------------------------------------------------------------------------------- shard

@@ -82,13 +82,14 @@ def _factory_for_new_account(endpoint: str) -> tuple[AwsSessionFactory, str]:
     # credentials as the factory's base: its caller account is the fresh account.
     account = _random_account()
     bootstrap = AwsSessionFactory(endpoint_url=endpoint, credentials=BASE_CREDENTIALS)
-    frozen = bootstrap.session_for(account).get_credentials().get_frozen_credentials()
+    assumed = bootstrap.credentials_for(account)
+    assert assumed is not None
     factory = AwsSessionFactory(
         endpoint_url=endpoint,
         credentials={
-            "aws_access_key_id": frozen.access_key,
-            "aws_secret_access_key": frozen.secret_key,
-            "aws_session_token": frozen.token or "",
+            "aws_access_key_id": assumed.access_key,
+            "aws_secret_access_key": assumed.secret_key,
+            "aws_session_token": assumed.token,
         },
     )
     return factory, account
@@ -667,21 +668,21 @@ def test_member_account_through_assume_role(estate: Estate) -> None:
         assert _by_arn(result.resources, rtype) == expected
     assert not [r for r in result.resources if r.resource_type == "lambda:function"]
     assert {r.account_id for r in result.resources} == {estate.member}
-    # The member's session is an assumed role, cached; the caller's own is the base session.
-    assert f.session_for(estate.member) is f.session_for(estate.member)
-    assert f.session_for(estate.account) is f.base_session()
-    assert f.session_for(estate.member) is not f.base_session()
+    # The member's credentials are an assumed role's, cached; the caller's own account uses the base ones.
+    assert f.credentials_for(estate.member) is not None
+    assert f.credentials_for(estate.member) is f.credentials_for(estate.member)
+    assert f.credentials_for(estate.account) is None
 
 
 def test_assumed_session_refreshes_near_expiry(estate: Estate) -> None:
     f = estate.factory()
-    first = f.session_for(estate.member)
+    first = f.credentials_for(estate.member)
     client = f.client(estate.member, "sqs", REGION)
     assert f.client(estate.member, "sqs", REGION) is client  # cached
     f._assumed[estate.member] = dataclasses.replace(f._assumed[estate.member],
                                                     expires=datetime.now(UTC) + timedelta(minutes=4))
-    second = f.session_for(estate.member)
-    assert second is not first
+    second = f.credentials_for(estate.member)
+    assert second is not None and second is not first and second.expires > first.expires  # type: ignore[union-attr]
     assert f.client(estate.member, "sqs", REGION) is not client  # rebuilt on the new credentials
 
 

@@ -35,7 +35,7 @@ def test_workers_share_one_assume_role_per_account(emulator: Any, redis_url: str
 
     def reach(f: AwsSessionFactory) -> None:
         barrier.wait()
-        keys.append(f.session_for(MEMBER).get_credentials().access_key)
+        keys.append(f.credentials_for(MEMBER).access_key)  # type: ignore[union-attr]
 
     threads = [threading.Thread(target=reach, args=(f,)) for f in factories]
     for t in threads:
@@ -50,14 +50,14 @@ def test_workers_share_one_assume_role_per_account(emulator: Any, redis_url: str
     other = AwsSessionFactory(endpoint_url=emulator.endpoint_url, credential_cache=cache, external_id="ext-2",
                               credentials={k: v for k, v in fake_credentials().items() if k != "region_name"})
     other.base_session().events.register("before-send.sts.AssumeRole", lambda **_kw: calls.append("assume"))
-    other.session_for(MEMBER)
+    other.credentials_for(MEMBER)
     assert calls == ["assume", "assume"]
 
 
 def test_without_sharing_each_process_assumes(emulator: Any) -> None:
     calls: list[str] = []
     for factory in [_factory(emulator.endpoint_url, None, calls) for _ in range(3)]:
-        factory.session_for(MEMBER)
+        factory.credentials_for(MEMBER)
     assert calls == ["assume"] * 3
 
 

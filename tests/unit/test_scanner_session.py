@@ -38,8 +38,8 @@ class StubbedSts:
         self.stubber.activate()
         real = factory._new_client
 
-        def new_client(session: boto3.Session, service: str, region: str) -> Any:
-            return self.client if service == "sts" else real(session, service, region)
+        def new_client(service: str, region: str, creds: Any = None) -> Any:
+            return self.client if service == "sts" else real(service, region, creds)
 
         factory._new_client = new_client  # type: ignore[method-assign]
 
@@ -73,11 +73,13 @@ def test_assume_role_parameters_and_cache() -> None:
             "ExternalId": "ext-123",
         },
     )
-    session = factory.session_for(MEMBER)
-    assert factory.session_for(MEMBER) is session  # cached, no second AssumeRole
-    frozen = session.get_credentials().get_frozen_credentials()
-    assert frozen.access_key == "ASIAEXAMPLE00000"
-    assert factory.session_for(CALLER) is factory.base_session()
+    creds = factory.credentials_for(MEMBER)
+    assert factory.credentials_for(MEMBER) is creds  # cached, no second AssumeRole
+    assert creds is not None and creds.access_key == "ASIAEXAMPLE00000"
+    assert factory.credentials_for(CALLER) is None  # the caller's own account: the base credentials
+    # A member's client signs with the member's credentials, not the base ones.
+    member_client = factory.client(MEMBER, "sqs", "us-east-1")
+    assert member_client._request_signer._credentials.access_key == "ASIAEXAMPLE00000"
     sts.stubber.assert_no_pending_responses()
 
 
@@ -87,10 +89,10 @@ def test_refreshes_when_less_than_five_minutes_remain() -> None:
     sts.stubber.add_response("get_caller_identity", IDENTITY)
     sts.stubber.add_response("assume_role", _assumed(timedelta(minutes=4)))
     sts.stubber.add_response("assume_role", _assumed(timedelta(hours=1)))
-    first = factory.session_for(MEMBER)
-    second = factory.session_for(MEMBER)  # the first expires in 4 min: refreshed
+    first = factory.credentials_for(MEMBER)
+    second = factory.credentials_for(MEMBER)  # the first expires in 4 min: refreshed
     assert second is not first
-    assert factory.session_for(MEMBER) is second
+    assert factory.credentials_for(MEMBER) is second
     sts.stubber.assert_no_pending_responses()
 
 
@@ -101,7 +103,7 @@ def test_concurrent_shards_assume_the_role_once() -> None:
     sts.stubber.add_response("assume_role", _assumed(timedelta(hours=1)))
     sessions: list[Any] = []
     threads = [
-        threading.Thread(target=lambda: sessions.append(factory.session_for(MEMBER))) for _ in range(16)
+        threading.Thread(target=lambda: sessions.append(factory.credentials_for(MEMBER))) for _ in range(16)
     ]
     for t in threads:
         t.start()

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-import botocore.session
 import jmespath
 from botocore import xform_name
 from botocore.exceptions import ClientError
@@ -80,17 +79,11 @@ class _PageConfig:
 _botocore_lock = threading.Lock()
 
 
-def _botocore_session() -> botocore.session.Session:
-    # Only used to read paginator and service models shipped with botocore (local data files, no network),
-    # through the loader the clients use: each model is parsed once per process.
-    return shared_botocore_session()
-
-
 @functools.cache
 def botocore_page_config(service: str, operation: str) -> _PageConfig | None:
     """botocore's paginator configuration for ``operation``, or None when it has none."""
     with _botocore_lock:
-        model = _botocore_session().get_paginator_model(service)
+        model = shared_botocore_session().get_paginator_model(service)
     try:
         cfg = model.get_paginator(operation)
     except ValueError:
@@ -332,7 +325,7 @@ class CollectContext:
 @functools.cache
 def _limit_shape(service: str, operation: str, limit_key: str) -> tuple[str, int | None, int | None]:
     with _botocore_lock:
-        model = _botocore_session().get_service_model(service)
+        model = shared_botocore_session().get_service_model(service)
     input_shape = model.operation_model(operation).input_shape
     assert input_shape is not None  # a paginated operation has input
     shape = input_shape.members[limit_key]

@@ -32,7 +32,7 @@ REFRESH_MARGIN = timedelta(minutes=5)
 # account-region shard uses up to ~10; 32 keeps a few of them. (Benchmark: planning 200 accounts filled 64
 # slots with EC2 clients, ~1.5 MB each, and took that process to 293 MB; 256 slots cost ~110 MB more.)
 MAX_CACHED_CLIENTS = 32
-MAX_CACHED_SESSIONS = 64
+MAX_CACHED_CREDENTIALS = 64
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
 
@@ -88,7 +88,7 @@ def _core_session() -> botocore.session.Session:
 
 
 class AwsSessionFactory:
-    """Builds and caches boto3 sessions and clients per account, assuming a role into members.
+    """Caches clients per account (all from one base session) and members' assumed-role credentials.
 
     ``credentials`` are keyword arguments for ``boto3.Session`` (``aws_access_key_id``,
     ``aws_secret_access_key``, ``aws_session_token``, ``profile_name``); without them boto3's default
@@ -134,7 +134,6 @@ class AwsSessionFactory:
         self._base: boto3.Session | None = None
         self._caller_account: str | None = None
         self._assumed: OrderedDict[str, AssumedCredentials] = OrderedDict()
-        self._sessions: dict[str, tuple[AssumedCredentials, boto3.Session]] = {}
         self._account_locks: dict[str, threading.Lock] = {}
         self._clients: OrderedDict[tuple[str, str, str], tuple[AssumedCredentials | None, Any]] = OrderedDict()
 
@@ -162,7 +161,7 @@ class AwsSessionFactory:
         """Account id of the base credentials (STS GetCallerIdentity, asked once)."""
         with self._lock:
             if self._caller_account is None:
-                sts = self._new_client(self.base_session(), "sts", self._default_region)
+                sts = self._new_client("sts", self._default_region)
                 self._caller_account = str(sts.get_caller_identity()["Account"])
             return self._caller_account
 
@@ -195,30 +194,12 @@ class AwsSessionFactory:
                 self._assumed[account_id] = fresh
                 # Bounded like the clients: an organization has hundreds of accounts; a process needs few
                 # at a time, and a dropped one comes back from the shared credentials without STS.
-                while len(self._assumed) > MAX_CACHED_SESSIONS:
+                while len(self._assumed) > MAX_CACHED_CREDENTIALS:
                     self._assumed.popitem(last=False)
             return fresh
 
-    def session_for(self, account_id: str) -> boto3.Session:
-        """A boto3 session for ``account_id`` (the base one for the caller's account). The scanner's own
-        clients do not need one: they are built from the base session with the account's credentials."""
-        creds = self.credentials_for(account_id)
-        if creds is None:
-            return self.base_session()
-        with self._lock:
-            cached = self._sessions.get(account_id)
-            if cached is not None and cached[0] is creds:
-                return cached[1]
-            session = boto3.Session(botocore_session=_core_session(), aws_access_key_id=creds.access_key,
-                                    aws_secret_access_key=creds.secret_key, aws_session_token=creds.token,
-                                    region_name=self._default_region)
-            self._sessions[account_id] = (creds, session)
-            while len(self._sessions) > MAX_CACHED_SESSIONS:
-                self._sessions.pop(next(iter(self._sessions)))
-            return session
-
     def _assume_role(self, account_id: str) -> dict[str, str]:
-        sts = self._new_client(self.base_session(), "sts", self._default_region)
+        sts = self._new_client("sts", self._default_region)
         params: dict[str, Any] = {
             "RoleArn": self.role_arn(account_id),
             "RoleSessionName": ROLE_SESSION_NAME,
@@ -266,19 +247,19 @@ class AwsSessionFactory:
             if cached is not None and cached[0] is creds:
                 self._clients.move_to_end(key)
                 return cached[1]
-            client = self._new_client(self.base_session(), service, region, creds)
+            client = self._new_client(service, region, creds)
             self._clients[key] = (creds, client)
             self._clients.move_to_end(key)
             while len(self._clients) > MAX_CACHED_CLIENTS:
                 self._clients.popitem(last=False)
             return client
 
-    def _new_client(self, session: boto3.Session, service: str, region: str,
-                    creds: AssumedCredentials | None = None) -> Any:
+    def _new_client(self, service: str, region: str, creds: AssumedCredentials | None = None) -> Any:
+        """A client from the base session: its own credentials, or a member's when ``creds`` is given."""
         keys: dict[str, str] = {} if creds is None else {
             "aws_access_key_id": creds.access_key, "aws_secret_access_key": creds.secret_key,
             "aws_session_token": creds.token}
-        return session.client(
+        return self.base_session().client(
             service,  # type: ignore[call-overload]
             region_name=region,
             endpoint_url=self.endpoint_url,
