@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from scanner.providers.aws.session import AwsSessionFactory
+from scanner.providers.aws.session import AwsSessionFactory, UnboundAccountError
 
 CALLER = "111122223333"
 MEMBER = "444455556666"
@@ -42,6 +42,27 @@ class StubbedSts:
             return self.client if service == "sts" else real(service, region, creds)
 
         factory._new_client = new_client  # type: ignore[method-assign]
+
+
+class Sent(Exception):
+    """Raised instead of sending: the request was signed and is what the test looks at."""
+
+
+class SignedKeys:
+    """Records the access key of every request a client's signer signed, then stops it from being sent."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.threads: list[str] = []
+
+    def watch(self, client: Any) -> None:
+        client.meta.events.register("before-send", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        authorization = request.headers["Authorization"].decode()
+        self.keys.append(authorization.split("Credential=")[1].split("/")[0])
+        self.threads.append(threading.current_thread().name)
+        raise Sent()
 
 
 def test_construction_does_no_io() -> None:
@@ -78,8 +99,12 @@ def test_assume_role_parameters_and_cache() -> None:
     assert creds is not None and creds.access_key == "ASIAEXAMPLE00000"
     assert factory.credentials_for(CALLER) is None  # the caller's own account: the base credentials
     # A member's client signs with the member's credentials, not the base ones.
+    signed = SignedKeys()
     member_client = factory.client(MEMBER, "sqs", "us-east-1")
-    assert member_client._request_signer._credentials.access_key == "ASIAEXAMPLE00000"
+    signed.watch(member_client)
+    with pytest.raises(Sent):
+        member_client.list_queues()
+    assert signed.keys == ["ASIAEXAMPLE00000"]
     sts.stubber.assert_no_pending_responses()
 
 
@@ -119,8 +144,8 @@ def test_clients_are_cached_configured_and_pointed_at_the_endpoint() -> None:
     )
     factory._caller_account = CALLER  # skip STS
     ec2 = factory.client(CALLER, "ec2", "eu-west-1")
-    assert factory.client(CALLER, "ec2", "eu-west-1") is ec2
-    assert factory.client(CALLER, "ec2", "us-west-2") is not ec2
+    assert factory.client(CALLER, "ec2", "eu-west-1")._client is ec2._client
+    assert factory.client(CALLER, "ec2", "us-west-2")._client is not ec2._client
     assert ec2.meta.endpoint_url == "http://127.0.0.1:5999"
     assert ec2.meta.region_name == "eu-west-1"
     assert ec2.meta.config.retries["total_max_attempts"] == 1
@@ -134,7 +159,7 @@ def test_client_cache_is_thread_safe(threads: int) -> None:
     factory._caller_account = CALLER
     got: list[Any] = []
     workers = [
-        threading.Thread(target=lambda: got.append(factory.client(CALLER, "sqs", "us-east-1")))
+        threading.Thread(target=lambda: got.append(factory.client(CALLER, "sqs", "us-east-1")._client))
         for _ in range(threads)
     ]
     for w in workers:
@@ -142,3 +167,71 @@ def test_client_cache_is_thread_safe(threads: int) -> None:
     for w in workers:
         w.join()
     assert len({id(c) for c in got}) == 1
+
+
+def _member_factory() -> tuple[AwsSessionFactory, StubbedSts]:
+    factory = AwsSessionFactory(credentials=CREDS)
+    sts = StubbedSts(factory)
+    sts.stubber.add_response("get_caller_identity", IDENTITY)
+    sts.stubber.add_response("assume_role", _assumed(timedelta(hours=1)))
+    return factory, sts
+
+
+def test_accounts_share_one_client_and_each_call_signs_as_its_account() -> None:
+    factory, _sts = _member_factory()
+    member, caller = factory.client(MEMBER, "sqs", "us-east-1"), factory.client(CALLER, "sqs", "us-east-1")
+    assert member._client is caller._client  # one client built, two accounts served
+    signed = SignedKeys()
+    signed.watch(member)
+    for client in (member, caller, member):
+        with pytest.raises(Sent):
+            client.list_queues()
+    assert signed.keys == ["ASIAEXAMPLE00000", "AKIDEXAMPLE", "ASIAEXAMPLE00000"]
+
+
+def test_paginators_sign_as_the_account_they_came_from() -> None:
+    factory, _sts = _member_factory()
+    signed = SignedKeys()
+    member = factory.client(MEMBER, "sqs", "us-east-1")
+    signed.watch(member)
+    for client in (member, factory.client(CALLER, "sqs", "us-east-1")):
+        with pytest.raises(Sent):
+            next(iter(client.get_paginator("list_queues").paginate()))
+    assert signed.keys == ["ASIAEXAMPLE00000", "AKIDEXAMPLE"]
+
+
+def test_the_shared_client_called_directly_refuses_to_sign() -> None:
+    factory, _sts = _member_factory()
+    member = factory.client(MEMBER, "sqs", "us-east-1")
+    with pytest.raises(UnboundAccountError, match="no account bound"):
+        member._client.list_queues()
+    # A finished call leaves nothing bound behind in the thread.
+    signed = SignedKeys()
+    signed.watch(member)
+    with pytest.raises(Sent):
+        member.list_queues()
+    with pytest.raises(UnboundAccountError):
+        member._client.list_queues()
+
+
+def test_threads_acting_for_different_accounts_never_sign_as_each_other() -> None:
+    factory, _sts = _member_factory()
+    clients = {"member": factory.client(MEMBER, "sqs", "us-east-1"), "caller": factory.client(CALLER, "sqs", "us-east-1")}
+    signed = SignedKeys()
+    signed.watch(clients["member"])
+    start = threading.Barrier(2)
+
+    def calls(name: str) -> None:
+        start.wait()
+        for _ in range(40):
+            with pytest.raises(Sent):
+                clients[name].list_queues()
+
+    threads = [threading.Thread(target=calls, args=(name,), name=name) for name in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = {"member": "ASIAEXAMPLE00000", "caller": "AKIDEXAMPLE"}
+    assert len(signed.keys) == 80
+    assert all(key == expected[thread] for key, thread in zip(signed.keys, signed.threads, strict=True))

@@ -1,12 +1,14 @@
 """Sessions and clients for many AWS accounts: the caller's own, and members reached by AssumeRole.
 
 One ``AwsSessionFactory`` serves a whole worker process. It caches each member account's assumed-role
-credentials (refreshed before they expire) and one botocore client per (account, service, region),
-because creating a client costs 3-15 ms of CPU. Every client is built from one base session with the
-account's credentials, and every model file is parsed once per process (``shared_botocore_session``).
+credentials (refreshed before they expire) and one botocore client per (service, region) that every
+account shares: ``client(account, ...)`` hands out an ``AccountClient`` view whose every call and
+paginator signs with that account's credentials (bound to the calling thread for the call's duration).
+Creating a client costs 3-15 ms of CPU (EC2's class alone has ~700 methods), and an organization scan
+visits each account-region once, so per-account clients were rebuilt for nearly every shard; a signer
+that asks for the credentials of the account acting in this thread lets one client serve them all.
 Clients have botocore's retries switched off: ``scanner.retry`` retries, so that backoff, counting and
-the rate limiter all see every attempt. Nothing touches the network or the disk until
-a method is called.
+the rate limiter all see every attempt. Nothing touches the network or the disk until a method is called.
 """
 
 from __future__ import annotations
@@ -14,24 +16,26 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import boto3
+import botocore.exceptions
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, CredentialResolver, Credentials, ReadOnlyCredentials
 
 from policies.models import GLOBAL_REGION
 
 # Refresh assumed-role credentials this long before they expire, so no call runs on a dying token.
 REFRESH_MARGIN = timedelta(minutes=5)
-# Clients kept per process. A client costs ~0.5-2 MB; an organization scan touches accounts x regions x
-# services of them, so the cache is bounded (least recently used goes) instead of growing forever. An
-# account-region shard uses up to ~10; 32 keeps a few of them. (Benchmark: planning 200 accounts filled 64
-# slots with EC2 clients, ~1.5 MB each, and took that process to 293 MB; 256 slots cost ~110 MB more.)
-MAX_CACHED_CLIENTS = 32
+# Clients kept per process, one per (service, region) whatever the account. A client costs ~0.5-2 MB; a
+# process scanning every region touches regions x services of them, so the cache is bounded (least
+# recently used goes) instead of growing forever. (Benchmark, 4 regions x ~9 services: 36 clients.)
+MAX_CACHED_CLIENTS = 48
 MAX_CACHED_CREDENTIALS = 64
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
@@ -69,6 +73,106 @@ class AssumedCredentials:
     secret_key: str
     token: str
     expires: datetime
+
+
+class UnboundAccountError(RuntimeError):
+    """A shared client was called directly, not through an ``AccountClient``: no account to sign as."""
+
+
+# The credentials the calling thread signs with, set by AccountClient for the duration of one call.
+_acting = threading.local()
+
+
+@contextmanager
+def _acting_as(credentials: ReadOnlyCredentials) -> Iterator[None]:
+    previous = getattr(_acting, "credentials", None)
+    _acting.credentials = credentials
+    try:
+        yield
+    finally:
+        _acting.credentials = previous
+
+
+class _ActingAccountCredentials(Credentials):
+    """The signer's credentials of a shared client: those of the account acting in the calling thread.
+
+    A call made without an account bound raises instead of falling back to any other credentials: a
+    request signed as the wrong account would scan (or tag) the wrong account's resources.
+    """
+
+    method = "finops-acting-account"
+
+    def __init__(self) -> None:  # no stored keys: they are looked up per request
+        pass
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        bound: ReadOnlyCredentials | None = getattr(_acting, "credentials", None)
+        if bound is None:
+            raise UnboundAccountError(
+                "an AWS call on a shared client had no account bound; call it through the AccountClient "
+                "that AwsSessionFactory.client(account, service, region) returns")
+        return bound
+
+    # botocore reads these directly in places (S3 Express sessions, presigning); same rule as above.
+    @property
+    def access_key(self) -> str | None:  # type: ignore[override]
+        return self.get_frozen_credentials().access_key
+
+    @property
+    def secret_key(self) -> str | None:  # type: ignore[override]
+        return self.get_frozen_credentials().secret_key
+
+    @property
+    def token(self) -> str | None:  # type: ignore[override]
+        return self.get_frozen_credentials().token
+
+    @property
+    def account_id(self) -> str | None:
+        # As before sharing: explicit keys carry no account id, so account-id endpoints stay unused.
+        return None
+
+
+class _ActingAccountProvider(CredentialProvider):
+    METHOD = _ActingAccountCredentials.method
+
+    def load(self) -> Credentials:
+        return _ActingAccountCredentials()
+
+
+class AccountClient:
+    """One account's view of a shared botocore client: API calls and paginators sign as that account.
+
+    Everything else (``meta``, ``exceptions``, ``can_paginate``...) is the shared client's. The
+    credentials are resolved at each call, so a view kept for a long time follows refreshed roles.
+    """
+
+    __slots__ = ("_client", "_credentials", "account_id")
+
+    def __init__(self, client: Any, account_id: str, credentials: Callable[[], ReadOnlyCredentials]) -> None:
+        self._client = client
+        self._credentials = credentials
+        self.account_id = account_id
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name in self._client.meta.method_to_api_mapping:
+            return self._signing_as_account(attr)
+        return attr
+
+    def _signing_as_account(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _acting_as(self._credentials()):
+                return method(*args, **kwargs)
+
+        return call
+
+    def get_paginator(self, operation_name: str) -> Any:
+        paginator = self._client.get_paginator(operation_name)
+        # A paginator fetches pages through the method it was built with (botocore's Paginator._method);
+        # each get_paginator call builds a new one, so rebinding it touches no other account's paginator.
+        paginator._method = self._signing_as_account(paginator._method)
+        return paginator
 
 
 @functools.cache
@@ -135,7 +239,8 @@ class AwsSessionFactory:
         self._caller_account: str | None = None
         self._assumed: OrderedDict[str, AssumedCredentials] = OrderedDict()
         self._account_locks: dict[str, threading.Lock] = {}
-        self._clients: OrderedDict[tuple[str, str, str], tuple[AssumedCredentials | None, Any]] = OrderedDict()
+        self._shared_session: botocore.session.Session | None = None
+        self._clients: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     @property
     def default_region(self) -> str:
@@ -228,41 +333,53 @@ class AwsSessionFactory:
         return AssumedCredentials(access_key=creds["AccessKeyId"], secret_key=creds["SecretAccessKey"],
                                   token=creds["SessionToken"], expires=datetime.fromisoformat(creds["Expiration"]))
 
-    def client(self, account_id: str, service: str, region: str) -> Any:
-        """A cached botocore client for ``service`` in ``account_id`` and ``region``.
+    def client(self, account_id: str, service: str, region: str) -> AccountClient:
+        """``account_id``'s view of the process' client for ``service`` in ``region``.
 
-        ``region="global"`` means the default region (global services are served from there). A
-        client is rebuilt when its account's credentials were refreshed, so callers may keep asking
-        for clients during a long scan and never hold expired credentials. Every client comes from the
-        one base session (member accounts' with their assumed credentials): a botocore session per
-        account cost more CPU than the shard's API calls (bench.scale).
+        ``region="global"`` means the default region (global services are served from there). The
+        account's credentials are resolved here (a member's role is assumed now, so a role that cannot
+        be assumed fails before any call) and again at every call, so callers may keep a view during a
+        long scan and never sign with expired credentials.
         """
         if region == GLOBAL_REGION:
             region = self._default_region
-        creds = self.credentials_for(account_id)
-        key = (account_id, service, region)
-        # Created under the lock: boto3 sessions are not thread-safe when building clients.
+        self.signing_credentials(account_id)
+        key = (service, region)
+        # Created under the lock: botocore sessions are not thread-safe when building clients.
         with self._lock:
-            cached = self._clients.get(key)
-            if cached is not None and cached[0] is creds:
-                self._clients.move_to_end(key)
-                return cached[1]
-            client = self._new_client(service, region, creds)
-            self._clients[key] = (creds, client)
+            shared = self._clients.get(key)
+            if shared is None:
+                shared = self._clients[key] = self._new_shared_client(service, region)
             self._clients.move_to_end(key)
             while len(self._clients) > MAX_CACHED_CLIENTS:
                 self._clients.popitem(last=False)
-            return client
+        return AccountClient(shared, account_id, lambda: self.signing_credentials(account_id))
 
-    def _new_client(self, service: str, region: str, creds: AssumedCredentials | None = None) -> Any:
-        """A client from the base session: its own credentials, or a member's when ``creds`` is given."""
-        keys: dict[str, str] = {} if creds is None else {
-            "aws_access_key_id": creds.access_key, "aws_secret_access_key": creds.secret_key,
-            "aws_session_token": creds.token}
+    def signing_credentials(self, account_id: str) -> ReadOnlyCredentials:
+        """The keys a request for ``account_id`` is signed with (the base session's for the caller)."""
+        assumed = self.credentials_for(account_id)
+        if assumed is not None:
+            return ReadOnlyCredentials(assumed.access_key, assumed.secret_key, assumed.token)
+        base = self.base_session().get_credentials()
+        if base is None:
+            raise botocore.exceptions.NoCredentialsError()
+        frozen: ReadOnlyCredentials = base.get_frozen_credentials()  # refreshes them when they expire
+        return frozen
+
+    def _new_shared_client(self, service: str, region: str) -> Any:
+        """A client every account shares: its signer asks for the acting account's credentials."""
+        if self._shared_session is None:
+            session = _core_session()
+            session.register_component("credential_provider", CredentialResolver([_ActingAccountProvider()]))
+            self._shared_session = session
+        return self._shared_session.create_client(
+            service, region_name=region, endpoint_url=self.endpoint_url, config=self._config)
+
+    def _new_client(self, service: str, region: str) -> Any:
+        """A client of the base session's own credentials (STS: who am I, AssumeRole)."""
         return self.base_session().client(
             service,  # type: ignore[call-overload]
             region_name=region,
             endpoint_url=self.endpoint_url,
             config=self._config,
-            **keys,
         )
