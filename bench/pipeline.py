@@ -25,30 +25,38 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 
 def _record_calls(factory: Any, sink: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
-    """Wrap the factory so every client it hands out logs each API call (no extra calls are made)."""
+    """Hook every client the factory hands out so each API call is logged (no extra calls are made).
+
+    Clients are shared by every account (one per service and region), so the hook goes on each shared
+    client once and reads the account from the call being made."""
+    from scanner.providers.aws.session import acting_account
+
     original = factory.client
     lock = threading.Lock()
-    hooked: set[int] = set()
+    hooked: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def client(account_id: str, service: str, region: str) -> Any:
         c = original(account_id, service, region)
+        shared = c._client
         with lock:
-            if id(c) in hooked:
+            if shared in hooked:
                 return c
-            hooked.add(id(c))
-        real_region = c.meta.region_name
+            hooked.add(shared)
+        real_region = shared.meta.region_name
 
         def hook(params: dict[str, Any], model: Any, **_kw: Any) -> None:
             with lock:
-                sink.append((account_id, service, real_region, model.name,
+                sink.append((acting_account() or "", service, real_region, model.name,
                              json.loads(json.dumps(params, default=str))))
 
-        c.meta.events.register(f"provide-client-params.{c.meta.service_model.service_id.hyphenize()}.*", hook)
+        shared.meta.events.register(f"provide-client-params.{shared.meta.service_model.service_id.hyphenize()}.*",
+                                    hook)
         return c
 
     factory.client = client

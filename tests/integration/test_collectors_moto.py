@@ -677,13 +677,18 @@ def test_member_account_through_assume_role(estate: Estate) -> None:
 def test_assumed_session_refreshes_near_expiry(estate: Estate) -> None:
     f = estate.factory()
     first = f.credentials_for(estate.member)
-    client = f.client(estate.member, "sqs", REGION)
-    assert f.client(estate.member, "sqs", REGION) is client  # cached
+    client = f.client(estate.member, "sqs", REGION)  # a view kept across the refresh
+    signed: list[str] = []
+    client.meta.events.register("before-send", lambda request, **_: signed.append(
+        request.headers["Authorization"].decode().split("Credential=")[1].split("/")[0]))
+    client.list_queues()
     f._assumed[estate.member] = dataclasses.replace(f._assumed[estate.member],
                                                     expires=datetime.now(UTC) + timedelta(minutes=4))
     second = f.credentials_for(estate.member)
     assert second is not None and second is not first and second.expires > first.expires  # type: ignore[union-attr]
-    assert f.client(estate.member, "sqs", REGION) is not client  # rebuilt on the new credentials
+    client.list_queues()  # the same view now signs with the refreshed credentials
+    assert signed == [first.access_key, second.access_key]  # type: ignore[union-attr]
+    assert first.access_key != second.access_key  # type: ignore[union-attr]
 
 
 def test_other_region_is_separate(estate: Estate) -> None:

@@ -11,6 +11,7 @@ from botocore.awsrequest import AWSResponse
 from sqlalchemy import func, select, update
 
 from scanner.providers.aws import registry
+from scanner.providers.aws.session import acting_account
 from services import scans
 from services.db.models import ScanResourceRow, ScanRow, ScanShardRow, ViolationRow
 from services.errors import InvalidInput, NotFound
@@ -100,13 +101,15 @@ def test_access_denied_makes_only_its_shard_partial(embedded_runtime: Any, small
     rt, estate = embedded_runtime, small_estate
     denied_account, denied_region = estate.member_account_ids[0], estate.regions[0]
 
-    def deny(request: Any, **_kw: Any) -> AWSResponse:
+    def deny(request: Any, **_kw: Any) -> AWSResponse | None:
+        if acting_account() != denied_account:  # the client is shared by every account
+            return None
         body = json.dumps({"__type": "AccessDeniedException",
                            "message": "User is not authorized to perform: dynamodb:ListTables"}).encode()
         return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "AccessDeniedException",
                                               "Content-Type": "application/x-amz-json-1.0"}, _Body(body))
 
-    # The factory caches clients, so the shard's worker uses this very client.
+    # The factory shares one client per service and region: the shard's worker calls pass this hook.
     rt.aws.client(denied_account, "dynamodb", denied_region).meta.events.register("before-send.dynamodb.*", deny)
     scan_id = scans.submit(rt, _request(small_estate))
     result = wait_scan(rt, scan_id)
@@ -207,7 +210,7 @@ def test_throttled_shard_is_retried_whole_and_completes(embedded_runtime: Any, s
     throttled = {"left": 12}  # more than one shard attempt's per-call retries can absorb
 
     def throttle(request: Any, **_kw: Any) -> AWSResponse | None:
-        if throttled["left"] <= 0:
+        if throttled["left"] <= 0 or acting_account() != account:
             return None
         throttled["left"] -= 1
         body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
@@ -338,7 +341,8 @@ def test_shards_run_while_other_accounts_are_still_being_planned(embedded_runtim
     release = threading.Event()
 
     def hold(**_kw: Any) -> None:
-        release.wait(20)  # this account's regions stay unknown until the test has looked
+        if acting_account() == slow:
+            release.wait(20)  # this account's regions stay unknown until the test has looked
 
     ec2 = rt.aws.client(slow, "ec2", rt.settings.aws_default_region)
     ec2.meta.events.register("before-send.ec2.DescribeRegions", hold)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from scanner.providers.aws.session import AwsSessionFactory, UnboundAccountError
+from scanner.providers.aws.session import AwsSessionFactory, UnboundAccountError, acting_account
 
 CALLER = "111122223333"
 MEMBER = "444455556666"
@@ -54,6 +54,7 @@ class SignedKeys:
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.threads: list[str] = []
+        self.accounts: list[str | None] = []
 
     def watch(self, client: Any) -> None:
         client.meta.events.register("before-send", self._record)
@@ -62,6 +63,7 @@ class SignedKeys:
         authorization = request.headers["Authorization"].decode()
         self.keys.append(authorization.split("Credential=")[1].split("/")[0])
         self.threads.append(threading.current_thread().name)
+        self.accounts.append(acting_account())
         raise Sent()
 
 
@@ -187,6 +189,8 @@ def test_accounts_share_one_client_and_each_call_signs_as_its_account() -> None:
         with pytest.raises(Sent):
             client.list_queues()
     assert signed.keys == ["ASIAEXAMPLE00000", "AKIDEXAMPLE", "ASIAEXAMPLE00000"]
+    assert signed.accounts == [MEMBER, CALLER, MEMBER]  # what event handlers on the shared client see
+    assert acting_account() is None  # and nothing after the calls
 
 
 def test_paginators_sign_as_the_account_they_came_from() -> None:
@@ -216,7 +220,8 @@ def test_the_shared_client_called_directly_refuses_to_sign() -> None:
 
 def test_threads_acting_for_different_accounts_never_sign_as_each_other() -> None:
     factory, _sts = _member_factory()
-    clients = {"member": factory.client(MEMBER, "sqs", "us-east-1"), "caller": factory.client(CALLER, "sqs", "us-east-1")}
+    clients = {"member": factory.client(MEMBER, "sqs", "us-east-1"),
+               "caller": factory.client(CALLER, "sqs", "us-east-1")}
     signed = SignedKeys()
     signed.watch(clients["member"])
     start = threading.Barrier(2)

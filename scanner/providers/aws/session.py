@@ -79,18 +79,29 @@ class UnboundAccountError(RuntimeError):
     """A shared client was called directly, not through an ``AccountClient``: no account to sign as."""
 
 
-# The credentials the calling thread signs with, set by AccountClient for the duration of one call.
+# The account the calling thread acts for and the credentials it signs with, set by AccountClient for
+# the duration of one call.
 _acting = threading.local()
 
 
 @contextmanager
-def _acting_as(credentials: ReadOnlyCredentials) -> Iterator[None]:
-    previous = getattr(_acting, "credentials", None)
-    _acting.credentials = credentials
+def _acting_as(account_id: str, credentials: ReadOnlyCredentials) -> Iterator[None]:
+    previous = getattr(_acting, "account_id", None), getattr(_acting, "credentials", None)
+    _acting.account_id, _acting.credentials = account_id, credentials
     try:
         yield
     finally:
-        _acting.credentials = previous
+        _acting.account_id, _acting.credentials = previous
+
+
+def acting_account() -> str | None:
+    """The account whose call the calling thread is making through an ``AccountClient``, else None.
+
+    For botocore event handlers on a shared client (which every account's calls pass through) that
+    must tell the accounts apart: call recorders, and tests injecting one account's faults.
+    """
+    account: str | None = getattr(_acting, "account_id", None)
+    return account
 
 
 class _ActingAccountCredentials(Credentials):
@@ -162,7 +173,7 @@ class AccountClient:
     def _signing_as_account(self, method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with _acting_as(self._credentials()):
+            with _acting_as(self.account_id, self._credentials()):
                 return method(*args, **kwargs)
 
         return call
