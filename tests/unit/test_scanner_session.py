@@ -240,3 +240,21 @@ def test_threads_acting_for_different_accounts_never_sign_as_each_other() -> Non
     expected = {"member": "ASIAEXAMPLE00000", "caller": "AKIDEXAMPLE"}
     assert len(signed.keys) == 80
     assert all(key == expected[thread] for key, thread in zip(signed.keys, signed.threads, strict=True))
+
+
+def test_warm_up_leaves_nothing_to_parse_for_the_first_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.loaders
+
+    from scanner.providers.aws.session import warm_up
+
+    warm_up(["kinesis"])
+
+    def no_more_parsing(*_a: Any, **_kw: Any) -> None:
+        raise AssertionError("a model file was read after warm_up")
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", no_more_parsing)
+    factory = AwsSessionFactory(credentials=CREDS)
+    factory._caller_account = CALLER
+    client = factory.client(CALLER, "kinesis", "us-east-1")
+    assert client.can_paginate("list_streams")
+    assert client.meta.service_model.service_name == "kinesis"

@@ -209,8 +209,10 @@ def warm_up(services: Iterable[str], region: str = "us-east-1") -> None:
     session.register_component("credential_provider", CredentialResolver([_ActingAccountProvider()]))
     shared = shared_botocore_session()
     for service in services:
-        session.create_client(service, region_name=region)
-        shared.get_paginator_model(service)
+        client = session.create_client(service, region_name=region)
+        # Parses the paginators the client's own get_paginator reads (any operation will do).
+        client.can_paginate(next(iter(client.meta.method_to_api_mapping)))
+        shared.get_paginator_model(service)  # and those collectors read (botocore_page_config)
 
 
 def _core_session() -> botocore.session.Session:
