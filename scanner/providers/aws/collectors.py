@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -261,9 +262,9 @@ class CollectContext:
             yield page
             if cfg is None:
                 return
-            if cfg.more_results is not None and not jmespath.search(cfg.more_results, page):
+            if cfg.more_results is not None and not _search(cfg.more_results, page):
                 return
-            tokens = [jmespath.search(expr, page) for expr in cfg.output_tokens]
+            tokens = [_search(expr, page) for expr in cfg.output_tokens]
             if all(t in (None, "") for t in tokens):
                 return
             marker = repr(tokens)
@@ -344,8 +345,33 @@ def _limit_value(service: str, operation: str, limit_key: str, size: int) -> int
 
 
 # ---------------------------------------------------------------------------- item primitives
+_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@functools.cache
+def _compiled_path(path: str) -> Callable[[Any], Any]:
+    """``path`` as a function of the data. Most registry paths are plain field names (``InstanceId``,
+    ``State.Name``): those are dictionary lookups with JMESPath's semantics (a missing key or a non-object
+    gives None) instead of a JMESPath parse and tree walk, which was ~15% of a shard's collection CPU."""
+    if path == "@":
+        return lambda data: data
+    if _PLAIN_PATH.fullmatch(path):
+        keys = path.split(".")
+
+        def lookup(data: Any) -> Any:
+            for key in keys:
+                if not isinstance(data, dict):
+                    return None
+                data = data.get(key)
+            return data
+
+        return lookup
+    search: Callable[[Any], Any] = jmespath.compile(path).search
+    return search
+
+
 def _search(path: str, data: Any) -> Any:
-    return jmespath.search(path, data)
+    return _compiled_path(path)(data)
 
 
 def _transform(value: Any, how: Transform | None) -> Any:
