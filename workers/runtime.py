@@ -60,4 +60,3 @@ def _parse_aws_models_before_forking(**_kwargs: Any) -> None:
 
     services = {registry.get(t).service for t in registry.all_types()} | {"resourcegroupstaggingapi", "sts"}
     warm_up(sorted(services), get_settings().aws_default_region)
-

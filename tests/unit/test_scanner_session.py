@@ -245,8 +245,10 @@ def test_threads_acting_for_different_accounts_never_sign_as_each_other() -> Non
 def test_warm_up_leaves_nothing_to_parse_for_the_first_client(monkeypatch: pytest.MonkeyPatch) -> None:
     import botocore.loaders
 
-    from scanner.providers.aws.session import warm_up
+    from scanner.providers.aws.session import shared_botocore_session, warm_up
 
+    # A fresh process-wide loader: models other tests parsed must not make this pass without warm_up.
+    shared_botocore_session.cache_clear()
     warm_up(["kinesis"])
 
     def no_more_parsing(*_a: Any, **_kw: Any) -> None:

@@ -219,7 +219,7 @@ class CollectContext:
         def attempt() -> dict[str, Any]:
             if self.stop.is_set():
                 raise CollectionStopped("the shard was stopped before this call")
-            # Asking for the client on each attempt picks up refreshed assumed-role credentials.
+            # Asked on each attempt: a role that cannot be assumed (now) fails this attempt, and is retried.
             client = self.factory.client(self.account_id, service, api_region)
             self.limiter.acquire(key)
             self.stats.add_call(api_family)

@@ -398,7 +398,7 @@ class AwsSessionFactory:
         """
         if region == GLOBAL_REGION:
             region = self._default_region
-        self.signing_credentials(account_id)
+        self.credentials_for(account_id)  # a member's role is assumed (or found cached) before any call
         key = (service, region)
         # Created under the lock: botocore sessions are not thread-safe when building clients.
         with self._lock:
