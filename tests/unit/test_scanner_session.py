@@ -30,18 +30,13 @@ def _assumed(expires_in: timedelta) -> dict[str, Any]:
 
 
 class StubbedSts:
-    """Routes the factory's STS clients to one stubbed client."""
+    """Gives the factory a stubbed STS client as its base-credentials STS client."""
 
     def __init__(self, factory: AwsSessionFactory) -> None:
         self.client = boto3.Session(**CREDS).client("sts", region_name="us-east-1")
         self.stubber = Stubber(self.client)
         self.stubber.activate()
-        real = factory._new_client
-
-        def new_client(service: str, region: str, creds: Any = None) -> Any:
-            return self.client if service == "sts" else real(service, region, creds)
-
-        factory._new_client = new_client  # type: ignore[method-assign]
+        factory._sts = self.client
 
 
 class Sent(Exception):
@@ -121,6 +116,27 @@ def test_refreshes_when_less_than_five_minutes_remain() -> None:
     assert second is not first
     assert factory.credentials_for(MEMBER) is second
     sts.stubber.assert_no_pending_responses()
+
+
+def test_one_base_sts_client_serves_every_assume_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    factory = AwsSessionFactory(credentials=CREDS)
+    made: list[str] = []
+    real = boto3.Session.client
+
+    def counting_client(self: boto3.Session, service: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(service)
+        client = real(self, service, *args, **kwargs)
+        stubber = Stubber(client)
+        stubber.add_response("get_caller_identity", IDENTITY)
+        for _ in range(3):
+            stubber.add_response("assume_role", _assumed(timedelta(hours=1)))
+        stubber.activate()
+        return client
+
+    monkeypatch.setattr(boto3.Session, "client", counting_client)
+    for member in ("111111111111", "222222222222", "333333333333"):
+        assert factory.credentials_for(member) is not None
+    assert made == ["sts"]
 
 
 def test_concurrent_shards_assume_the_role_once() -> None:

