@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from policies.engine import CompiledPolicy
 from scanner.providers.aws import registry
-from services.db.engine import dialect_insert
+from services.db.engine import upsert
 from services.db.models import ResourceRow, ResourceTagChangeRow, ScanResourceRow, ScanRow, ViolationRow, utcnow
 from services.errors import InvalidInput
 from services.runtime import Runtime
@@ -210,10 +210,8 @@ def _write_changes(s: Session, scan_id: str, shard_id: str,
     keys = ("scan_id", "arn", "tag_key")
     for start in range(0, len(rows), _CHUNK):
         batch = rows[start:start + _CHUNK]
-        stmt = dialect_insert(s, ResourceTagChangeRow)
         # A resource listed by two shards of one scan: the last write wins, never a second row.
-        s.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_={
-            c: getattr(stmt.excluded, c) for c in batch[0] if c not in keys}), batch)
+        s.execute(upsert(s, ResourceTagChangeRow, list(batch[0]), keys), batch)
 
 
 def _violations_by_key(rows: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, str]]:

@@ -31,7 +31,7 @@ from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from scanner.retry import DEFAULT_POLICY, retrying
 from services import drift, inventory_cache, metrics
-from services.db.engine import dialect_insert
+from services.db.engine import upsert
 from services.db.models import (
     ResourceRow,
     ScanResourceRow,
@@ -516,11 +516,8 @@ def _violation_row(scan_id: str, shard_id: str, v: Violation) -> dict[str, Any]:
 
 def _upsert(s: Session, model: Any, rows: list[dict[str, Any]], keys: list[str],
             keep: Sequence[str] = ()) -> None:
-    if not rows:
-        return
-    stmt = dialect_insert(s, model)
-    updates = {c: getattr(stmt.excluded, c) for c in rows[0] if c not in keys and c not in keep}
-    s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+    if rows:
+        s.execute(upsert(s, model, list(rows[0]), keys, keep), rows)
 
 
 def mark_shard_failed(rt: Runtime, shard_id: str, error: str) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,31 @@ class Database:
 
 
 def dialect_insert(s: Session, model: Any) -> Any:
-    """An INSERT for ``model`` that supports ON CONFLICT on both databases we run on (PostgreSQL, SQLite)."""
+    """An INSERT for ``model`` that supports ON CONFLICT on both databases we run on (PostgreSQL, SQLite).
+
+    The INSERT is on the model's table, not the ORM class: given a list of rows, the ORM's bulk path sent
+    most of them one statement per row (72 of a 40-resource shard's 87 statements), while a Core INSERT is
+    one executemany. Rows are keyed by column name (every model here names its attributes like its columns).
+    """
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model)
+    return insert(getattr(model, "__table__", model))
+
+
+def upsert(s: Session, model: Any, columns: Sequence[str], keys: Sequence[str], keep: Sequence[str] = ()) -> Any:
+    """INSERT of ``columns`` into ``model``'s table that, on a conflict over ``keys``, overwrites the other
+    columns but ``keep`` with the new row's values. For ``s.execute(upsert(...), rows)``."""
+    return _upsert_statement(s.get_bind().dialect.name, model, tuple(columns), tuple(keys), tuple(keep))
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(dialect: str, model: Any, columns: tuple[str, ...], keys: tuple[str, ...],
+                      keep: tuple[str, ...]) -> Any:
+    # Built once per shape: a statement is immutable, and building ``excluded`` (a column collection) cost
+    # ~2.4 ms of CPU per shard stored.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(getattr(model, "__table__", model))
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={
+        c: getattr(stmt.excluded, c) for c in columns if c not in keys and c not in keep})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
