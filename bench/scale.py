@@ -264,7 +264,7 @@ class Stack:
 
 @contextmanager
 def production_stack(proxy_url: str, home: Path, *, worker_processes: int, concurrency: int,
-                     rate: float, burst: int, pool: str = "prefork") -> Iterator[Stack]:
+                     rate: float, burst: int, regions: Sequence[str], pool: str = "prefork") -> Iterator[Stack]:
     """Gateway + Celery workers on a fresh database and Redis db 12, boto3 pointed at the proxy."""
     import redis
 
@@ -287,6 +287,9 @@ def production_stack(proxy_url: str, home: Path, *, worker_processes: int, concu
             "FINOPS_HOME": str(home), **aws_env(proxy_url),
             # The shipped policy file: an organization-policy sync would add calls that are not the scan's.
             "FINOPS_POLICY_SOURCE": "file",
+            # The organization's regions, as a deployment scanning them configures them: the allow-list the
+            # scan is checked against, and the regions whose clients workers build before forking.
+            "FINOPS_REGIONS": ",".join(regions),
             # Client-side budget per (account, region, API family), shared through Redis: the proxy's rate.
             "FINOPS_API_RATE_PER_S": str(rate), "FINOPS_API_BURST": str(burst),
             # The benchmark polls its own scan every 0.25 s: the per-principal agent limits are not under test.
@@ -456,7 +459,7 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
                     burst=options.burst) as proxy, \
             production_stack(proxy.url, home, worker_processes=options.worker_processes,
                              concurrency=options.concurrency, rate=options.rate, burst=options.burst,
-                             pool=options.pool) as stack:
+                             regions=estate.regions, pool=options.pool) as stack:
         stack.sampler.watch("proxy", proxy.pid)
         proxy.reset()
         moto_cpu0, proxy_cpu0 = cpu_seconds(emulator_pid), cpu_seconds(proxy.pid)

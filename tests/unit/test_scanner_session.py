@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+import scanner.providers.aws.session as session_module
 from scanner.providers.aws.session import AwsSessionFactory, UnboundAccountError, acting_account
 
 CALLER = "111122223333"
@@ -169,6 +171,52 @@ def test_clients_are_cached_configured_and_pointed_at_the_endpoint() -> None:
     assert ec2.meta.config.retries["total_max_attempts"] == 1
     assert ec2.meta.config.max_pool_connections == 7
     assert factory.client(CALLER, "cloudfront", "global").meta.region_name == "us-east-1"
+
+
+def test_prepare_builds_the_shared_clients_without_io_and_they_sign_per_account() -> None:
+    factory, _sts = _member_factory()
+    factory.endpoint_url = "http://192.0.2.1:9"  # unroutable: a request made while preparing would hang or fail
+    assert factory.prepare(["sqs", "ec2"], ["eu-west-1", "global", "us-east-1"]) == 4
+    assert set(factory._clients) == {("sqs", "eu-west-1"), ("ec2", "eu-west-1"), ("sqs", "us-east-1"),
+                                     ("ec2", "us-east-1")}
+    prepared = factory._clients[("sqs", "eu-west-1")]
+    member = factory.client(MEMBER, "sqs", "eu-west-1")
+    assert member._client is prepared
+    signed = SignedKeys()
+    signed.watch(member)
+    with pytest.raises(Sent):
+        member.list_queues()
+    assert signed.keys == ["ASIAEXAMPLE00000"]
+
+
+def test_prepare_stops_at_the_cache_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "MAX_CACHED_CLIENTS", 3)
+    factory = AwsSessionFactory(credentials=CREDS)
+    assert factory.prepare(["sqs", "sns"], ["us-east-1", "eu-west-1", "us-west-2"]) == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="prefork pools fork")
+def test_a_forked_process_uses_the_prepared_clients_without_building_any() -> None:
+    factory = AwsSessionFactory(credentials=CREDS)
+    factory._caller_account = CALLER
+    factory.prepare(["sqs"], ["eu-west-1"])
+
+    def refuse(service: str, region: str) -> Any:
+        raise AssertionError(f"built {service} in {region} after the fork")
+
+    factory._new_shared_client = refuse  # type: ignore[method-assign]
+    pid = os.fork()
+    if pid == 0:  # the pool process
+        try:
+            factory.client(CALLER, "sqs", "eu-west-1")
+            code = 0
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with pytest.raises(AssertionError, match="built sqs in us-west-2"):  # the check itself can fail
+        factory.client(CALLER, "sqs", "us-west-2")
 
 
 @pytest.mark.parametrize("threads", [8])
