@@ -536,8 +536,7 @@ def maybe_finalize(rt: Runtime, scan_id: str) -> None:
     """Enqueue the finalizer once every shard is terminal (checked after this shard's commit, so the
     last shard to finish always sees the others' results)."""
     with rt.db.session() as s:
-        pending = s.scalar(select(func.count()).select_from(ScanShardRow).where(
-            ScanShardRow.scan_id == scan_id, ScanShardRow.status.not_in(TERMINAL_SHARD_STATUSES)))
+        pending = _unfinished_shards(s, scan_id)
     if pending == 0:
         try:
             rt.dispatcher.finalize_scan(scan_id)
@@ -553,10 +552,10 @@ def finalize_scan(rt: Runtime, scan_id: str) -> None:
         scan = _get_scan(s, scan_id)
         if scan.status in TERMINAL_STATUSES or (scan.data_quality or {}).get(PLANNING_KEY):
             return
-        shards = _shards(s, scan_id)
-        if any(sh.status not in TERMINAL_SHARD_STATUSES for sh in shards):
+        # Counted first: every status read of a running scan gets here (reconcile).
+        if _unfinished_shards(s, scan_id):
             return
-        _aggregate(s, scan, shards)
+        _aggregate(s, scan, _shards(s, scan_id))
     metrics.SCANS_FINISHED.labels(status=scan.status).inc()
 
 
@@ -633,17 +632,19 @@ def reconcile(rt: Runtime, scan_id: str) -> None:
     """Repair what a lost message or a dead worker left behind: shards running past their hard time
     limit are failed, and a scan whose shards are all terminal is finalized now."""
     stale_before = utcnow() - timedelta(seconds=rt.settings.shard_hard_time_limit + 60)
+    sh = ScanShardRow
+    started_long_ago = sh.started_at.is_not(None) & (sh.started_at < stale_before)
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
         if scan.status != "running":
             return
-        shards = _shards(s, scan_id)
-        stale = [sh.id for sh in shards
-                 if sh.status == "running" and sh.started_at is not None and _aware(sh.started_at) < stale_before]
+        # Only the ids that need repair, found by the database: this runs at every status read, and loading
+        # every shard row each time cost the gateway ~15 ms of CPU per poll of a 200-shard scan.
+        stale = list(s.scalars(select(sh.id).where(sh.scan_id == scan_id, sh.status == "running",
+                                                   started_long_ago)))
         # A shard sent back to the queue for a retry (attempts > 0) whose retry never ran.
-        lost = [sh.id for sh in shards
-                if sh.status == "queued" and sh.attempts > 0 and sh.started_at is not None
-                and _aware(sh.started_at) < stale_before]
+        lost = list(s.scalars(select(sh.id).where(sh.scan_id == scan_id, sh.status == "queued", sh.attempts > 0,
+                                                  started_long_ago)))
     for shard_id in stale:
         mark_shard_failed(rt, shard_id, "the shard ran past its time limit or its worker died")
     for shard_id in lost:
@@ -857,6 +858,11 @@ def _get_scan(s: Session, scan_id: str) -> ScanRow:
         raise NotFound(f"scan {scan_id} does not exist", field="scan_id",
                        fix="list scans to find a valid id, or submit a new scan")
     return scan
+
+
+def _unfinished_shards(s: Session, scan_id: str) -> int:
+    return s.scalar(select(func.count()).select_from(ScanShardRow).where(
+        ScanShardRow.scan_id == scan_id, ScanShardRow.status.not_in(TERMINAL_SHARD_STATUSES))) or 0
 
 
 def _shards(s: Session, scan_id: str) -> list[ScanShardRow]:
