@@ -46,6 +46,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -77,12 +78,14 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-        # httpx computes the length of what it sends; a stale copy would clash with it.
+        # The proxy sends the length of the body it forwards (and of the answer it sends back) itself.
         "content-length",
         # The proxy has the whole body before it forwards: the upstream must not wait to be asked for it.
         "expect",
     }
 )
+
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 # Read from AssumeRole answers passing through: which account an issued access key belongs to.
 _ISSUED_KEY = re.compile(rb"<AccessKeyId>([^<]+)</AccessKeyId>")
@@ -392,6 +395,196 @@ def _process_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# -- the upstream connection pool ------------------------------------------------------------------
+
+
+class UpstreamClosedError(ConnectionError):
+    """The upstream closed the connection before its answer was complete."""
+
+
+class _StaleConnectionError(ConnectionError):
+    """A reused connection ended (EOF or reset) before any byte of the answer: the upstream closed it while it
+    sat idle and never saw the request, which may therefore be sent again."""
+
+
+class _AnswerParts:
+    """httptools' callback side: collects one answer's headers and body."""
+
+    __slots__ = ("body", "complete", "headers", "headers_complete")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.headers_complete = False
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_complete = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+@dataclass
+class UpstreamAnswer:
+    status: int
+    headers: list[tuple[bytes, bytes]]  # hop-by-hop and length headers removed
+    body: bytes  # decoded (chunked framing removed)
+
+
+class UpstreamPool:
+    """Keep-alive HTTP/1.1 connections to one upstream, answers parsed by httptools (llhttp, in C).
+
+    httpx cost the proxy more CPU per call than everything else it does (its per-request machinery, and
+    httpcore trying to import sniffio on every call); this does only what forwarding to moto needs. Idle
+    connections are reused last-in first-out (the warmest socket first); there is no cap beyond the calls in
+    flight and no timeout: moto is slow under load, never wrong. (moto's werkzeug server itself ends every
+    answer with ``Connection: close``, so against moto each call still opens a connection.)
+    """
+
+    _READ_SIZE = 1 << 16
+
+    def __init__(self, upstream: str) -> None:
+        try:
+            import httptools
+        except ImportError as exc:
+            raise ImportError(
+                "the fault proxy parses the upstream's answers with httptools, which is not installed: "
+                "pip install 'httptools>=0.6' (a dependency of finops-tag-compliance)"
+            ) from exc
+        self._parser_type: Any = httptools.HttpResponseParser
+        # What a broken upstream raises: socket errors (refused, reset, closed mid-answer) and malformed answers.
+        self.errors: tuple[type[BaseException], ...] = (OSError, httptools.HttpParserError, httptools.HttpParserUpgrade)
+        parsed = urllib.parse.urlsplit(upstream)
+        self._tls = parsed.scheme == "https"
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or (443 if self._tls else 80)
+        self._netloc = parsed.netloc
+        # A path in the upstream URL prefixes every request's (as httpx's base_url did).
+        self._prefix = parsed.path.rstrip("/")
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def request(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> UpstreamAnswer:
+        """Send one request and return its answer; raises one of :attr:`errors` when the upstream fails."""
+        lines = [f"{method} {self._prefix}{target} HTTP/1.1"]
+        has_host = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                continue
+            has_host = has_host or lowered == "host"
+            lines.append(f"{name}: {value}")
+        if not has_host:
+            lines.append(f"host: {self._netloc}")
+        # Always sent, also 0: the upstream must never wait for (or guess at) a body.
+        lines.append(f"content-length: {len(body)}")
+        lines.append("\r\n")
+        data = "\r\n".join(lines).encode("latin-1") + body
+        head_only = method == "HEAD"
+
+        while self._idle:
+            connection = self._idle.pop()
+            if connection[1].transport.is_closing() or connection[0].at_eof():
+                connection[1].close()  # closed by the upstream while idle
+                continue
+            try:
+                return await self._exchange(connection, data, head_only, reused=True)
+            except _StaleConnectionError:
+                # Closed by the upstream while idle, and noticed only now: it never saw the request, so send it
+                # again on a fresh connection (once: a fresh connection failing the same way is a real error).
+                break
+        connection = await asyncio.open_connection(self._host, self._port, ssl=self._tls or None)
+        return await self._exchange(connection, data, head_only, reused=False)
+
+    async def _exchange(
+        self,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        data: bytes,
+        head_only: bool,
+        *,
+        reused: bool,
+    ) -> UpstreamAnswer:
+        reader, writer = connection
+        parts = _AnswerParts()
+        parser = self._parser_type(parts)
+        received = False
+        keep_alive = True
+        try:
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (ConnectionResetError, BrokenPipeError):
+                if reused:
+                    raise _StaleConnectionError() from None
+                raise
+            while True:
+                try:
+                    chunk = await reader.read(self._READ_SIZE)
+                except ConnectionResetError:
+                    if reused and not received:
+                        raise _StaleConnectionError() from None
+                    raise
+                if not chunk:
+                    if not received:
+                        if reused:
+                            raise _StaleConnectionError()
+                        raise UpstreamClosedError("the upstream closed the connection without answering")
+                    if parts.headers_complete and not head_only and not _has_framing(parts.headers):
+                        # Neither a length nor chunks: the answer's body runs until the upstream closes.
+                        keep_alive = False
+                        break
+                    raise UpstreamClosedError("the upstream closed the connection mid-answer")
+                received = True
+                parser.feed_data(chunk)
+                if parts.complete:
+                    break
+                if head_only and parts.headers_complete:
+                    # A HEAD answer has no body even when it carries the length a GET would have; httptools cannot
+                    # know the request's method, so the answer ends with its headers. Bytes after them would be a
+                    # body the upstream should not have sent: the connection is then out of step, never reused.
+                    keep_alive = not parts.body
+                    break
+        except BaseException:
+            writer.close()  # never pooled: the connection is in an unknown state (or the call was cancelled)
+            raise
+
+        keep_alive = keep_alive and parser.get_http_version() == "1.1"
+        answer_headers: list[tuple[bytes, bytes]] = []
+        for name, value in parts.headers:
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP_BYTES:
+                if lowered == b"connection" and b"close" in value.lower():
+                    keep_alive = False
+                continue
+            answer_headers.append((name, value))
+        if keep_alive:
+            self._idle.append(connection)
+        else:
+            writer.close()
+        body = b"" if head_only else b"".join(parts.body)
+        return UpstreamAnswer(parser.get_status_code(), answer_headers, body)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            writer.close()
+        for _, writer in idle:
+            with suppress(OSError):
+                await writer.wait_closed()
+
+
+def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)
+
+
 # -- the ASGI application --------------------------------------------------------------------------
 
 
@@ -407,7 +600,7 @@ class FaultProxyApp:
         self._random = random.Random(seed)
         self._config_changed = asyncio.Event()
         self._account_of_key: dict[str, str] = {}  # access key id -> account, learned from AssumeRole
-        self._client: Any = None  # httpx.AsyncClient, made inside the server's event loop
+        self._pool: UpstreamPool | None = None  # made inside the server's event loop
         self._in_flight = 0  # survives reset(): calls still running then end afterwards
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -417,22 +610,16 @@ class FaultProxyApp:
             await self._http(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        import httpx
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # One pooled client for every request: a new TCP connection per call would cost moto and the
-                # proxy more CPU than the call itself. No timeout: moto is slow under load, never wrong.
-                self._client = httpx.AsyncClient(
-                    base_url=self.upstream,
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
-                    timeout=httpx.Timeout(None),
-                )
+                # One connection pool for every request: a new TCP connection per call would cost moto and the
+                # proxy more CPU than the call itself.
+                self._pool = UpstreamPool(self.upstream)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
+                if self._pool is not None:
+                    await self._pool.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -592,33 +779,25 @@ class FaultProxyApp:
         self, method: str, raw_path: bytes, query: str, headers: list[tuple[str, str]], body: bytes, send: Send
     ) -> bytes | None:
         """Send the request upstream and its answer back; returns the answer's body (None if unreachable)."""
-        import httpx
-
-        url = raw_path.decode("latin-1") + ("?" + query if query else "")
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the upstream pool is made at lifespan startup; serve the app with lifespan on")
+        target = raw_path.decode("latin-1") + ("?" + query if query else "")
         # The Host header goes through unchanged: moto builds URLs it hands back (SQS queue URLs) from it,
         # and those must keep pointing at the proxy.
-        forward_headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
         try:
-            request = self._client.build_request(method, url, headers=forward_headers, content=body)
-            response = await self._client.send(request, stream=True)
-            try:
-                payload = b"".join([chunk async for chunk in response.aiter_raw()])
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
+            answer = await pool.request(method, target, headers, body)
+        except pool.errors as exc:
             self.counters.upstream_errors += 1
             await _send_json(send, 502, {"error": f"upstream {self.upstream} unreachable: {type(exc).__name__}"})
             return None
         self.counters.forwarded += 1
-        response_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in response.headers.multi_items()
-            if k.lower() not in HOP_BY_HOP
-        ]
+        payload = answer.body
+        response_headers = answer.headers
         response_headers.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
+        await send({"type": "http.response.start", "status": answer.status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
-        return payload if response.status_code == 200 else None
+        return payload if answer.status == 200 else None
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -740,7 +919,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{READY_MARKER} http://{host}:{port}", flush=True)
         await task
 
-    asyncio.run(_serve())
+    # uvloop runs the event loop (and its sockets) in C: less of the proxy's CPU per call goes to asyncio itself.
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve())
     return 0
 
 

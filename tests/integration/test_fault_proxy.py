@@ -7,13 +7,18 @@ carry over between tests.
 
 from __future__ import annotations
 
+import http.client
+import json
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any
 
 import boto3
@@ -280,3 +285,154 @@ def test_peak_of_calls_in_flight_is_counted(fresh_proxy: FaultProxy) -> None:
     for client in clients:
         client.get_caller_identity()
     assert fresh_proxy.stats()["peak_in_flight"] == stats["peak_in_flight"]  # sequential calls add nothing
+
+
+def test_head_answers_and_the_connection_carries_on(fresh_proxy: FaultProxy) -> None:
+    s3 = client_factory(fresh_proxy)("s3")
+    bucket = "proxy-head-" + secrets.token_hex(4)
+    s3.create_bucket(Bucket=bucket)
+    etag = s3.put_object(Bucket=bucket, Key="object", Body=b"0123456789")["ETag"]
+
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # moto answers HEAD with the object's Content-Length and no body: the proxy must not wait for one.
+    assert s3.head_object(Bucket=bucket, Key="object")["ETag"] == etag
+    # The next call on the same (client-side pooled) connection reads its own answer, not leftovers.
+    assert s3.get_object(Bucket=bucket, Key="object")["Body"].read() == b"0123456789"
+    assert error_of(lambda: s3.head_bucket(Bucket=bucket + "-missing")).response["Error"]["Code"] == "404"
+    stats = fresh_proxy.stats()
+    assert stats["forwarded"] == 6 and stats["upstream_errors"] == 0
+
+
+class KeepAliveUpstream:
+    """A tiny HTTP/1.1 upstream on 127.0.0.1 that keeps connections open (moto closes every one after its
+    answer, so only this exercises the proxy's pooled upstream connections). Stops with its context."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        # (connection number, method, target, headers, body) per request answered.
+        self.seen: list[tuple[int, str, str, dict[str, str], bytes]] = []
+        # Close the connection on the next request without a byte of answer: a server whose idle timeout hit
+        # just as the proxy reused the connection.
+        self.drop_next_request = threading.Event()
+        self._connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> KeepAliveUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._connections += 1
+            threading.Thread(target=self._serve, args=(connection, self._connections), daemon=True).start()
+
+    def _serve(self, connection: socket.socket, number: int) -> None:
+        connection.settimeout(30)
+        buffer = b""
+        with connection:
+            while not self._stop.is_set():
+                try:
+                    while b"\r\n\r\n" not in buffer:
+                        chunk = connection.recv(65536)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    request_line, *lines = head.decode("latin-1").split("\r\n")
+                    method, target, _ = request_line.split(" ")
+                    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+                    length = int(headers.get("content-length", "0"))
+                    while len(buffer) < length:
+                        buffer += connection.recv(65536)
+                except (TimeoutError, OSError):
+                    return
+                body, buffer = buffer[:length], buffer[length:]
+                if self.drop_next_request.is_set():
+                    self.drop_next_request.clear()
+                    return
+                self.seen.append((number, method, target, headers, body))
+                connection.sendall(self._answer(method, target, body))
+                if target in ("/broken", "/then-close"):  # /then-close: an idle timeout right after the answer
+                    return
+
+    @staticmethod
+    def _answer(method: str, target: str, body: bytes) -> bytes:
+        if target == "/chunked":
+            return b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n" \
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        if target == "/broken":  # promises 100 bytes, sends 7, closes
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"
+        payload = body or b"hello world"
+        head = (
+            f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\netag: \"v1\"\r\nx-upstream: yes\r\n"
+            f"content-length: {len(payload)}\r\n\r\n"
+        ).encode()
+        # A HEAD answer carries the length a GET would have, and no body.
+        return head if method == "HEAD" else head + payload
+
+
+def test_upstream_connections_are_reused_and_stale_ones_retried() -> None:
+    with KeepAliveUpstream() as upstream, FaultProxy(upstream.url) as proxy:
+        address = urllib.parse.urlsplit(proxy.url)
+        client = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=30)
+
+        def call(
+            method: str, target: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        ) -> tuple[int, dict[str, str], bytes]:
+            client.request(method, target, body=body, headers=headers or {})
+            response = client.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+        status, headers, body = call("HEAD", "/object")
+        assert (status, body, headers["etag"], headers["x-upstream"]) == (200, b"", '"v1"', "yes")
+        status, headers, body = call("GET", "/object")
+        assert (status, body, headers["content-length"]) == (200, b"hello world", "11")
+        status, headers, body = call("GET", "/chunked?x=1")
+        assert (status, body, headers["content-length"]) == (200, b"hello world", "11")
+        assert "transfer-encoding" not in headers
+        status, _, body = call("POST", "/echo", b"payload", {"Expect": "100-continue", "Connection": "keep-alive"})
+        assert (status, body) == (200, b"payload")
+        # One upstream connection carried all four: the HEAD answer ended with its headers.
+        assert [(n, m, t) for n, m, t, _, _ in upstream.seen] == [
+            (1, "HEAD", "/object"), (1, "GET", "/object"), (1, "GET", "/chunked?x=1"), (1, "POST", "/echo")]
+        forwarded_get, forwarded_post = upstream.seen[1][3], upstream.seen[3][3]
+        assert forwarded_get["host"] == f"{address.hostname}:{address.port}"  # the client's Host, unchanged
+        assert forwarded_get["content-length"] == "0" and forwarded_post["content-length"] == "7"
+        assert "expect" not in forwarded_post and "connection" not in forwarded_post
+
+        # The upstream drops the idle connection as the proxy reuses it: sent again on a fresh one, unseen.
+        upstream.drop_next_request.set()
+        status, _, body = call("GET", "/object")
+        assert (status, body) == (200, b"hello world")
+        assert upstream.seen[-1][0] == 2
+        # Closed while idle, without a word (no Connection: close): the next call goes out on a new connection.
+        assert call("GET", "/then-close")[0] == 200
+        status, _, body = call("GET", "/object")
+        assert (status, body) == (200, b"hello world")
+        assert upstream.seen[-1][0] == 3
+        assert proxy.stats()["upstream_errors"] == 0
+
+        # Any other failure is the client's 502 and an upstream error, and the broken connection is dropped.
+        status, headers, body = call("GET", "/broken")
+        assert status == 502
+        assert json.loads(body) == {"error": f"upstream {upstream.url} unreachable: UpstreamClosedError"}
+        status, _, body = call("GET", "/object")
+        assert (status, body) == (200, b"hello world")
+        assert upstream.seen[-1][0] == 4  # not /broken's connection (3)
+        stats = proxy.stats()
+        assert stats["upstream_errors"] == 1 and stats["forwarded"] == 8
+        client.close()
