@@ -93,6 +93,31 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of this machine spent busy since boot (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def service_cpu_seconds(database: str) -> dict[str, float]:
+    """CPU seconds so far of the PostgreSQL backends connected to ``database`` and of the Redis server (not
+    started by this program: read, never signalled). A backend that exits takes its seconds with it, so the
+    PostgreSQL figure is a lower bound; the pools keep their connections through a scan."""
+    totals = {"postgres": 0.0, "redis": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with suppress(OSError):
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if cmdline.startswith("postgres:") and f" {database} " in f"{cmdline} ":
+                totals["postgres"] += cpu_seconds(int(entry))
+            elif cmdline.startswith(("redis-server", "/usr/bin/redis-server")):
+                totals["redis"] += cpu_seconds(int(entry))
+    return totals
+
+
 class RssSampler:
     """Peak RSS of named processes and their children, read every 0.5 s on a thread."""
 
@@ -465,6 +490,9 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         moto_cpu0, proxy_cpu0 = cpu_seconds(emulator_pid), cpu_seconds(proxy.pid)
         stack.sampler.sample()
         worker_cpu0 = sum(v for k, v in stack.sampler.cpu.items() if k.startswith("worker-"))  # start-up
+        gateway_cpu0, machine_cpu0 = stack.sampler.cpu.get("gateway", 0.0), machine_busy_seconds()
+        database = stack.database_url.rsplit("/", 1)[1]
+        services_cpu0 = service_cpu_seconds(database)
         started = time.perf_counter()
         submitted = http_json("POST", stack.gateway_url + "/v1/scans", stack.api_key, {
             "accounts": estate.member_account_ids, "regions": estate.regions,
@@ -480,10 +508,13 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
             time.sleep(0.25)
         wall_s = time.perf_counter() - started
         moto_cpu, proxy_cpu = cpu_seconds(emulator_pid) - moto_cpu0, cpu_seconds(proxy.pid) - proxy_cpu0
+        machine_cpu = machine_busy_seconds() - machine_cpu0
+        services_cpu = {k: v - services_cpu0.get(k, 0.0) for k, v in service_cpu_seconds(database).items()}
         proxy_stats = proxy.stats()
         stack.sampler.stop()
         peaks = dict(stack.sampler.peaks)
         worker_cpu = sum(v for k, v in stack.sampler.cpu.items() if k.startswith("worker-"))
+        gateway_cpu = stack.sampler.cpu.get("gateway", 0.0) - gateway_cpu0
         dup = scan_duplicates(stack.database_url, scan_id)
         timeline = scan_timeline(stack.database_url, scan_id)
 
@@ -575,7 +606,13 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         "worker_rss_max_mb": max(worker_peaks.values(), default=0.0),
         "cpu_s": {"moto": round(moto_cpu, 2), "proxy": round(proxy_cpu, 2),
                   "workers_incl_children": round(worker_cpu, 2),
-                  "workers_during_scan": round(worker_cpu - worker_cpu0, 2)},
+                  "workers_during_scan": round(worker_cpu - worker_cpu0, 2),
+                  "gateway_during_scan": round(gateway_cpu, 2),
+                  "postgres_during_scan": round(services_cpu["postgres"], 2),
+                  "redis_during_scan": round(services_cpu["redis"], 2),
+                  # Everything busy on the machine, these and the rest: of the cores x wall it had.
+                  "machine_busy": round(machine_cpu, 2),
+                  "machine_available": round(wall_s * (os.cpu_count() or 1), 2)},
         "timeline": timeline,
         "sequential_s": round(seq_s * accounts / seq_accounts, 1),
         "sequential_how": (f"measured: {seq_accounts} account(s) x {len(estate.regions)} regions scanned one call "
