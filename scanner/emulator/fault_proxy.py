@@ -613,8 +613,8 @@ class FaultProxyApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # One connection pool for every request: a new TCP connection per call would cost moto and the
-                # proxy more CPU than the call itself.
+                # One connection pool for every request, reusing connections the upstream keeps open (moto's
+                # server closes each one after its answer; other upstreams, as in the tests, keep theirs).
                 self._pool = UpstreamPool(self.upstream)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
