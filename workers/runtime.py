@@ -55,7 +55,7 @@ def _own_connections_in_pool_process(**_kwargs: Any) -> None:
 
 
 @worker_init.connect
-def _parse_aws_models_before_forking(**_kwargs: Any) -> None:
+def _prepare_aws_before_forking(**_kwargs: Any) -> None:
     """Parse the AWS models every collector's clients need once, in the main process, before the pool
     forks: each pool process inherits them instead of parsing them on its first shard (scanner.providers
     .aws.session.warm_up), and builds the clients of the configured regions (AwsSessionFactory.prepare).
