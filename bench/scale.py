@@ -682,10 +682,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="calls/s per (account, region, API) before throttling (default 10)")
     parser.add_argument("--burst", type=int, default=None, help="bucket size (default: equal to the rate)")
     parser.add_argument("--worker-processes", type=int, default=2, help="celery worker processes (default 2)")
-    # 4, not 8: on 2 cores, 16 pool processes spent ~40% more CPU per shard than 8 (contention), and the
-    # shards' type threads (FINOPS_SHARD_TYPE_THREADS, 8) keep ~64 calls in flight either way.
     # 6, measured on 2 cores (2026-12-06, 200 ms): ratio to floor 1.48-1.56 over five runs, against 1.50-1.65
-    # with 4 (docker-compose's setting); wall times overlap. More slots keep the emulator busier.
+    # with 4 (docker-compose's setting; wall times overlap) and slower with 8 (16 pool processes contend for
+    # the cores). More slots keep the emulator busier.
     parser.add_argument("--concurrency", type=int, default=6, help="prefork children per worker (default 6)")
     parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
                         help="celery pool of the workers (default prefork: one process per concurrency slot)")

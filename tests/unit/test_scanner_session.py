@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,30 +192,6 @@ def test_prepare_stops_at_the_cache_bound(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(session_module, "MAX_CACHED_CLIENTS", 3)
     factory = AwsSessionFactory(credentials=CREDS)
     assert factory.prepare(["sqs", "sns"], ["us-east-1", "eu-west-1", "us-west-2"]) == 3
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="prefork pools fork")
-def test_a_forked_process_uses_the_prepared_clients_without_building_any() -> None:
-    factory = AwsSessionFactory(credentials=CREDS)
-    factory._caller_account = CALLER
-    factory.prepare(["sqs"], ["eu-west-1"])
-
-    def refuse(service: str, region: str) -> Any:
-        raise AssertionError(f"built {service} in {region} after the fork")
-
-    factory._new_shared_client = refuse  # type: ignore[method-assign]
-    pid = os.fork()
-    if pid == 0:  # the pool process
-        try:
-            factory.client(CALLER, "sqs", "eu-west-1")
-            code = 0
-        except BaseException:
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    with pytest.raises(AssertionError, match="built sqs in us-west-2"):  # the check itself can fail
-        factory.client(CALLER, "sqs", "us-west-2")
 
 
 @pytest.mark.parametrize("threads", [8])
