@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from policies.engine import CompiledPolicy
 from scanner.providers.aws import registry
-from services.db.engine import upsert
+from services.db.engine import upsert_rows
 from services.db.models import ResourceRow, ResourceTagChangeRow, ScanResourceRow, ScanRow, ViolationRow, utcnow
 from services.errors import InvalidInput
 from services.runtime import Runtime
@@ -211,7 +211,7 @@ def _write_changes(s: Session, scan_id: str, shard_id: str,
     for start in range(0, len(rows), _CHUNK):
         batch = rows[start:start + _CHUNK]
         # A resource listed by two shards of one scan: the last write wins, never a second row.
-        s.execute(upsert(s, ResourceTagChangeRow, list(batch[0]), keys), batch)
+        upsert_rows(s, ResourceTagChangeRow, batch, keys)
 
 
 def _violations_by_key(rows: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, str]]:

@@ -31,7 +31,7 @@ from scanner.providers.aws.regions import discover_regions
 from scanner.results import ShardResult
 from scanner.retry import DEFAULT_POLICY, retrying
 from services import drift, inventory_cache, metrics
-from services.db.engine import upsert
+from services.db.engine import upsert_rows
 from services.db.models import (
     ResourceRow,
     ScanResourceRow,
@@ -464,9 +464,9 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
         s.execute(delete(ScanResourceRow).where(ScanResourceRow.scan_id == scan_id,
                                                 ScanResourceRow.shard_id == shard_id))
         for chunk in _chunks(resource_rows):
-            _upsert(s, ScanResourceRow, chunk, ["scan_id", "arn"])
+            upsert_rows(s, ScanResourceRow, chunk, ["scan_id", "arn"])
         for chunk in _chunks(violation_rows):
-            _upsert(s, ViolationRow, chunk, ["scan_id", "resource_arn", "rule_id"])
+            upsert_rows(s, ViolationRow, chunk, ["scan_id", "resource_arn", "rule_id"])
         # A reused inventory is not a new look at the cloud: the latest state and drift stay as they were.
         if reused_from is None:
             latest = [{"arn": r.arn, "resource_id": r.resource_id, "resource_type": r.resource_type,
@@ -477,7 +477,7 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
             latest = drift.record_tag_changes(s, scan_id, shard_id, latest, resource_rows, violation_rows,
                                               compiled, now)
             for chunk in _chunks(latest):
-                _upsert(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
+                upsert_rows(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
         shard = s.get(ScanShardRow, shard_id)
         assert shard is not None
         shard.status = status
@@ -512,12 +512,6 @@ def _violation_row(scan_id: str, shard_id: str, v: Violation) -> dict[str, Any]:
             "severity": str(v.severity), "current_value": v.current_value,
             "allowed_values": list(v.allowed_values) if v.allowed_values is not None else None,
             "message": v.message, "suggestion": v.suggestion, "rule_source": getattr(v, "source", None)}
-
-
-def _upsert(s: Session, model: Any, rows: list[dict[str, Any]], keys: list[str],
-            keep: Sequence[str] = ()) -> None:
-    if rows:
-        s.execute(upsert(s, model, list(rows[0]), keys, keep), rows)
 
 
 def mark_shard_failed(rt: Runtime, shard_id: str, error: str) -> None:

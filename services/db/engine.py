@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import JSON, Engine, Text, bindparam, cast, column, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,10 +70,26 @@ def dialect_insert(s: Session, model: Any) -> Any:
     return _table_insert(s.get_bind().dialect.name, model)
 
 
-def upsert(s: Session, model: Any, columns: Sequence[str], keys: Sequence[str], keep: Sequence[str] = ()) -> Any:
-    """INSERT of ``columns`` into ``model``'s table that, on a conflict over ``keys``, overwrites the other
-    columns but ``keep`` with the new row's values. For ``s.execute(upsert(...), rows)``."""
-    return _upsert_statement(s.get_bind().dialect.name, model, tuple(columns), tuple(keys), tuple(keep))
+def upsert_rows(s: Session, model: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str],
+                keep: Sequence[str] = ()) -> None:
+    """INSERT ``rows`` (dicts keyed by column name, all with the same keys) into ``model``'s table; a row
+    whose ``keys`` already exist overwrites that row's other columns but ``keep``.
+
+    On PostgreSQL the rows travel as one JSON document unpacked by ``json_to_recordset`` in one statement:
+    an executemany binds, sends and executes every row on its own, which on the shard path cost the worker
+    ~0.05 ms of CPU per row (166 rows per 40-resource shard) and the server one statement per row. SQLite
+    (one process, no network) keeps the executemany."""
+    if not rows:
+        return
+    dialect = s.get_bind().dialect.name
+    columns, keys_t, keep_t = tuple(rows[0]), tuple(keys), tuple(keep)
+    if dialect != "postgresql":
+        s.execute(_upsert_statement(dialect, model, columns, keys_t, keep_t), list(rows))
+        return
+    # One statement may not touch a row twice (an executemany could, the last row winning): keep the last.
+    unique = list({tuple(row[k] for k in keys_t): row for row in rows}.values())
+    s.execute(_recordset_upsert_statement(model, columns, keys_t, keep_t),
+              {"rows": json.dumps(unique, default=_json_scalar, separators=(",", ":"))})
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,6 +100,26 @@ def _upsert_statement(dialect: str, model: Any, columns: tuple[str, ...], keys: 
     stmt = _table_insert(dialect, model)
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={
         c: getattr(stmt.excluded, c) for c in columns if c not in keys and c not in keep})
+
+
+@functools.lru_cache(maxsize=64)
+def _recordset_upsert_statement(model: Any, columns: tuple[str, ...], keys: tuple[str, ...],
+                                keep: tuple[str, ...]) -> Any:
+    # INSERT INTO t (cols) SELECT cols FROM json_to_recordset(CAST(:rows AS JSON)) AS r(col type, ...)
+    # ON CONFLICT (keys) DO UPDATE ...: each field is converted to its column's own type by the server.
+    table = getattr(model, "__table__", model)
+    rows = func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON)).table_valued(
+        *(column(c, table.c[c].type) for c in columns)).render_derived(name="r", with_types=True)
+    stmt = postgresql.insert(table).from_select(list(columns), select(*(rows.c[c] for c in columns)))
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={
+        c: getattr(stmt.excluded, c) for c in columns if c not in keys and c not in keep})
+
+
+def _json_scalar(value: Any) -> Any:
+    # Timestamps (first_seen, observed_at, ...) as ISO 8601 with their offset, which timestamptz reads back.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store a {type(value).__name__} in a JSON row: {value!r}")
 
 
 def _table_insert(dialect: str, model: Any) -> Any:
