@@ -411,10 +411,11 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
             else:
                 result = collect_shard(rt.aws, account, region, types, limiter=rt.limiter,
                                        type_workers=rt.settings.shard_type_threads)
-    if region == GLOBAL_REGION and allowed_regions is not None:
-        # Global listings (S3) return every region's resources: keep the regions that were asked for.
-        keep = allowed_regions | {GLOBAL_REGION}
-        result.resources = [r for r in result.resources if r.region in keep]
+    # Global listings (S3) return every region's resources: keep the regions that were asked for.
+    kept = frozenset(allowed_regions | {GLOBAL_REGION}) \
+        if region == GLOBAL_REGION and allowed_regions is not None else None
+    if kept is not None:
+        result.resources = [r for r in result.resources if r.region in kept]
     metrics.API_CALLS.labels(provider="aws").inc(result.api_calls)
     metrics.API_RETRIES.labels(provider="aws").inc(result.retries)
     for family, counts in result.api_by_family.items():
@@ -425,8 +426,10 @@ def run_shard(rt: Runtime, shard_id: str) -> ShardOutcome:
     retryable = bool(result.failures) and all(f.retryable for f in result.failures)
     will_retry = retryable and attempts <= rt.settings.shard_max_retries
     status = "queued" if will_retry else ("failed" if result.failures else "succeeded")
+    # The tagging API shows only tagged resources: its shards never prove a resource gone.
+    scope = None if group == TAGGING_API_GROUP else ShardScope(account, region, tuple(types), kept)
     _store_shard(rt, scan_id, shard_id, result, compiled, status, observed_at=observed_at,
-                 reused_from=reused.scan_id if reused else None)
+                 reused_from=reused.scan_id if reused else None, scope=scope)
     metrics.SHARDS_FINISHED.labels(status=status).inc()
     if will_retry:
         return ShardOutcome(retry=True, countdown=min(60.0, 2.0 ** attempts), status=status, interactive=interactive)
@@ -440,12 +443,25 @@ def _allowed_regions(rt: Runtime, request: ScanRequest) -> set[str] | None:
     return set(rt.settings.regions) if rt.settings.regions else None
 
 
+@dataclass(frozen=True)
+class ShardScope:
+    """Where a shard looked: one account, one region (or "global") and its types; a global shard whose scan
+    kept only some regions' resources names them in ``regions``."""
+
+    account_id: str
+    region: str
+    types: tuple[str, ...]
+    regions: frozenset[str] | None = None
+
+
 def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, compiled: Any,
-                 status: str, *, observed_at: datetime | None = None, reused_from: str | None = None) -> None:
+                 status: str, *, observed_at: datetime | None = None, reused_from: str | None = None,
+                 scope: ShardScope | None = None) -> None:
     """Replace this shard's rows in one transaction: a redelivered shard leaves exactly one copy.
 
     ``observed_at`` (the scan's creation time) stamps the resources' latest state, so a shard stored
-    after a newer scan's does not roll that state back (services.drift)."""
+    after a newer scan's does not roll that state back (services.drift). Resources of ``scope`` that the
+    latest state holds but this scan did not see are gone from the cloud: they leave it (_forget_unseen)."""
     now = observed_at or utcnow()
     resources: dict[str, Resource] = {r.arn: r for r in result.resources}  # a collector listing twice
     resource_rows: list[dict[str, Any]] = []
@@ -478,6 +494,8 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
                                               compiled, now)
             for chunk in _chunks(latest):
                 upsert_rows(s, ResourceRow, chunk, ["arn"], keep=("first_seen",))
+            if scope is not None:
+                _forget_unseen(s, scope, {f.resource_type for f in result.failures}, now)
         shard = s.get(ScanShardRow, shard_id)
         assert shard is not None
         shard.status = status
@@ -493,6 +511,23 @@ def _store_shard(rt: Runtime, scan_id: str, shard_id: str, result: ShardResult, 
         shard.error = "; ".join(f"{f.resource_type}: {f.code}: {f.message}" for f in result.failures) or None
         if status in TERMINAL_SHARD_STATUSES:
             shard.finished_at = utcnow()
+
+
+def _forget_unseen(s: Session, scope: ShardScope, failed_types: set[str], observed_at: datetime) -> None:
+    # A resource deleted in the cloud would otherwise stay in the latest state for good: counted in the estate
+    # a bulk-tagging request projects, learned from by suggestions, and weighing on shard planning. Only the
+    # types this shard listed completely count as a look (a failed or cut-off type proves nothing), and only
+    # rows no scan as new as this one has seen (last_seen < this scan's time: a newer scan's rows stay).
+    complete = sorted(set(scope.types) - failed_types)
+    if not complete:
+        return
+    r = ResourceRow
+    where = [r.account_id == scope.account_id, r.resource_type.in_(complete), r.last_seen < observed_at]
+    if scope.region != GLOBAL_REGION:
+        where.append(r.region == scope.region)
+    elif scope.regions is not None:
+        where.append(r.region.in_(sorted(scope.regions)))
+    s.execute(delete(r).where(*where))
 
 
 def _merge_family_counts(stored: dict[str, Any] | None, new: dict[str, dict[str, int]]) -> dict[str, Any] | None:

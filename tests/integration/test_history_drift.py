@@ -209,6 +209,34 @@ def test_an_older_scans_late_shard_neither_drifts_nor_rolls_back(any_runtime: An
     assert [(c[0], c[4], c[5]) for c in team] == [(third.scan_id, "blue", "red")]  # reported once, by the newer scan
 
 
+def _latest_arns(rt: Any) -> set[str]:
+    with rt.db.session() as s:
+        return set(s.scalars(select(ResourceRow.arn)))
+
+
+def test_resources_gone_from_the_cloud_leave_the_latest_state(any_runtime: Any, small_estate: Any) -> None:
+    rt, estate = any_runtime, small_estate
+    first = _scan(rt, estate)
+    rows = _resources(rt, first.scan_id)
+    assert _latest_arns(rt) == {r.arn for r in rows}
+    queue = next(r for r in rows if r.resource_type == "sqs:queue")
+    bucket = next(r for r in rows if r.resource_type == "s3:bucket")
+    sqs = rt.aws.client(queue.account_id, "sqs", queue.region)
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=queue.resource_id)["QueueUrl"])
+    rt.aws.client(bucket.account_id, "s3", rt.settings.aws_default_region).delete_bucket(Bucket=bucket.resource_id)
+
+    # A scan of one region and one type looks nowhere else: nothing else leaves, the queue (elsewhere) stays.
+    other = next(r for r in estate.regions if r != queue.region)
+    wait_scan(rt, scans.submit(rt, ScanRequest(accounts=list(estate.member_account_ids), regions=[other],
+                                               resource_types=["sqs:queue"])))
+    assert _latest_arns(rt) == {r.arn for r in rows}
+
+    second = _scan(rt, estate)
+    seen = {r.arn for r in _resources(rt, second.scan_id)}
+    assert seen == {r.arn for r in rows} - {queue.arn, bucket.arn}
+    assert _latest_arns(rt) == seen  # the latest state is what the last full look saw
+
+
 def test_drift_input_errors_name_the_field(embedded_runtime: Any) -> None:
     rt = embedded_runtime
     for kwargs, field in (({"lookback_days": 0}, "lookback_days"), ({"lookback_days": 3651}, "lookback_days"),

@@ -107,3 +107,48 @@ def test_a_value_json_cannot_hold_is_refused_before_anything_is_written(db: Data
         upsert_rows(s, ResourceRow, [_row("arn:aws:ec2:eu-west-1:111111111111:volume/vol-5", {}, T0,
                                           attributes={"x": Opaque()})], ["arn"])
     assert _stored(db) == {}
+
+
+# ------------------------------------------------------------------- resources gone from the latest state
+
+def _forget(db: Database, scope: Any, failed: set[str], at: datetime) -> set[str]:
+    from services.scans import _forget_unseen
+
+    with db.session() as s:
+        _forget_unseen(s, scope, failed, at)
+    return set(_stored(db))
+
+
+def test_only_completely_listed_types_in_the_shards_scope_are_forgotten(db: Database) -> None:
+    from services.scans import ShardScope
+
+    def arn(kind: str, region: str, name: str, account: str = "111111111111") -> str:
+        return f"arn:aws:{kind}:{region}:{account}:{name}"
+
+    rows = [
+        {**_row(arn("ec2", "eu-west-1", "volume/old"), {}, T0), "resource_type": "ec2:volume"},
+        {**_row(arn("sqs", "eu-west-1", "old-queue"), {}, T0), "resource_type": "sqs:queue"},
+        {**_row(arn("ec2", "us-east-1", "volume/elsewhere"), {}, T0), "region": "us-east-1"},
+        {**_row(arn("ec2", "eu-west-1", "volume/other-account", "222222222222"), {}, T0),
+         "account_id": "222222222222"},
+        {**_row(arn("ec2", "eu-west-1", "volume/seen-now"), {}, T0 + timedelta(hours=1))},
+        {**_row(arn("ec2", "eu-west-1", "volume/seen-by-newer"), {}, T0 + timedelta(hours=2))},
+        {**_row(arn("s3", "", "bucket-eu"), {}, T0), "resource_type": "s3:bucket"},
+        {**_row(arn("s3", "", "bucket-us"), {}, T0), "resource_type": "s3:bucket", "region": "us-east-1"},
+    ]
+    with db.session() as s:
+        upsert_rows(s, ResourceRow, rows, ["arn"])
+    now = T0 + timedelta(hours=1)
+    regional = ShardScope("111111111111", "eu-west-1", ("ec2:volume", "sqs:queue"))
+    # SQS failed in this shard: its listing proves nothing; the volume nobody saw since T0 is gone.
+    left = _forget(db, regional, {"sqs:queue"}, now)
+    assert arn("ec2", "eu-west-1", "volume/old") not in left
+    assert {arn("sqs", "eu-west-1", "old-queue"), arn("ec2", "us-east-1", "volume/elsewhere"),
+            arn("ec2", "eu-west-1", "volume/other-account", "222222222222"),
+            arn("ec2", "eu-west-1", "volume/seen-now"), arn("ec2", "eu-west-1", "volume/seen-by-newer")} <= left
+    # A global shard whose scan kept only eu-west-1: the us-east-1 bucket was not looked at.
+    left = _forget(db, ShardScope("111111111111", "global", ("s3:bucket",), frozenset({"eu-west-1", "global"})),
+                   set(), now)
+    assert arn("s3", "", "bucket-eu") not in left and arn("s3", "", "bucket-us") in left
+    # Every type failed: nothing is forgotten.
+    assert _forget(db, regional, {"ec2:volume", "sqs:queue"}, now) == left
