@@ -6,15 +6,14 @@ sent or a worker starts.
 
 from __future__ import annotations
 
-from datetime import timedelta, tzinfo
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from celery import Celery
-from celery.schedules import crontab
 from kombu.entity import Queue
 
 from services.config import Settings, get_settings
+from workers.schedule_db import ZonedCron
 
 DEFAULT_QUEUE = "default"
 AWS_QUEUE = "aws"
@@ -55,34 +54,11 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-class ZonedCrontab(crontab):  # type: ignore[misc]
-    """A crontab read on the clock of one time zone (the app's clock stays UTC for everything else)."""
-
-    def __init__(self, *args: Any, zone: str = "UTC", **kwargs: Any) -> None:
-        self.zone = zone
-        super().__init__(*args, **kwargs)
-
-    @property
-    def tz(self) -> tzinfo:
-        return ZoneInfo(self.zone)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # beat pickles its schedule entries: keep the zone across the round trip.
-        _cls, args, kwargs = super().__reduce__()
-        return _zoned_crontab, (args, {**(kwargs or {}), "zone": self.zone})
-
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]} {self.zone}>"
-
-
-def _zoned_crontab(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ZonedCrontab:
-    return ZonedCrontab(*args, **kwargs)
-
-
-def snapshot_schedule(settings: Settings) -> ZonedCrontab:
-    """Every day at FINOPS_SNAPSHOT_TIME in FINOPS_SNAPSHOT_TIMEZONE (02:00 UTC by default)."""
+def snapshot_schedule(settings: Settings) -> ZonedCron:
+    """Every day at FINOPS_SNAPSHOT_TIME in FINOPS_SNAPSHOT_TIMEZONE (02:00 UTC by default), on that zone's
+    wall clock across daylight-saving changes (the same cron reader as the audit schedules)."""
     hour, minute = settings.snapshot_hour_minute
-    return ZonedCrontab(minute=minute, hour=hour, zone=settings.snapshot_timezone)
+    return ZonedCron(f"{minute} {hour} * * *", settings.snapshot_timezone)
 
 
 def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

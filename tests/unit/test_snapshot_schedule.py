@@ -24,13 +24,12 @@ def test_default_is_0200_utc(tmp_path: Path) -> None:
     entry = _entry(Settings(home=tmp_path))
     assert entry["task"] == "scan.scheduled_snapshot"
     schedule = entry["schedule"]
-    assert schedule.hour == {2} and schedule.minute == {0}  # type: ignore[attr-defined]
-    assert str(schedule.tz) == "UTC"  # type: ignore[attr-defined]
+    assert (schedule.cron, schedule.zone) == ("0 2 * * *", "UTC")  # type: ignore[attr-defined]
 
 
 def test_configured_time_is_when_beat_fires(tmp_path: Path) -> None:
     schedule = _entry(Settings(home=tmp_path, snapshot_time="7:45"))["schedule"]
-    assert schedule.hour == {7} and schedule.minute == {45}  # type: ignore[attr-defined]
+    assert schedule.cron == "45 7 * * *"  # type: ignore[attr-defined]
     last_run = datetime(2026, 11, 4, 7, 45, tzinfo=UTC)
     schedule.nowfun = lambda: datetime(2026, 11, 5, 7, 44, tzinfo=UTC)  # type: ignore[attr-defined]
     assert not schedule.is_due(last_run).is_due  # type: ignore[attr-defined]
@@ -49,7 +48,7 @@ def test_time_zone_is_honoured_across_daylight_saving(tmp_path: Path) -> None:
     assert not schedule.is_due(datetime(2026, 7, 14, 0, 0, tzinfo=UTC)).is_due  # type: ignore[attr-defined]
     # beat stores its entries pickled: the zone survives.
     again = pickle.loads(pickle.dumps(schedule))
-    assert again.zone == "Europe/Paris" and again.hour == {2}
+    assert (again.cron, again.zone) == ("0 2 * * *", "Europe/Paris")
 
 
 @pytest.mark.parametrize("value", ["24:00", "2", "02:60", "two", "02:00:00", ""])
