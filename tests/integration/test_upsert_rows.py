@@ -1,5 +1,6 @@
-"""services.db.engine.upsert_rows, the write every shard's rows go through: one JSON document unpacked by
-json_to_recordset on PostgreSQL, an executemany on SQLite. Both must store the same thing."""
+"""The latest-state writes of a shard, on SQLite and PostgreSQL: services.db.engine.upsert_rows (one JSON
+document unpacked by json_to_recordset on PostgreSQL, an executemany on SQLite; both must store the same
+thing) and services.scans._forget_unseen (which rows a shard's complete listing proves gone)."""
 
 from __future__ import annotations
 
