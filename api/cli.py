@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -102,25 +101,26 @@ def _request(accounts: str | None, regions: str | None, resource_types: str | No
 
 
 def wait_with_progress(rt: Any, scan_id: str, *, timeout: float, quiet: bool = False) -> ScanResult:
-    """Poll the scan, drawing a progress bar on stderr, until it ends or ``timeout`` passes."""
-    from services import scans
+    """Wait for the scan, drawing a progress bar on stderr, until it ends or ``timeout`` passes."""
+    import anyio
 
-    deadline = time.monotonic() + timeout
+    from services import scans
+    from services.scan_waiting import wait_for_scan
+
     with Progress(TextColumn("[bold]scanning[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"),
                   TextColumn("{task.fields[found]} resources"), TimeElapsedColumn(), console=err,
                   disable=quiet or not err.is_terminal, transient=True) as bar:
         task = bar.add_task("scan", total=None, found=0)
-        while True:
-            result = scans.get_scan(rt, scan_id, violations_limit=0)
-            p = result.progress
+
+        async def show(p: scans.ScanProbe) -> None:
             bar.update(task, total=p.shards_total or None, completed=p.shards_done, found=p.resources_found)
-            if result.status in TERMINAL_STATUSES:
-                return result
-            if time.monotonic() >= deadline:
-                raise AppError(f"scan {scan_id} still {result.status} after {timeout:.0f} s "
-                               f"({p.shards_done}/{p.shards_total} shards)",
-                               fix=f"read it later: GET /v1/scans/{scan_id}, or raise --timeout")
-            time.sleep(0.2)
+
+        last = anyio.run(lambda: wait_for_scan(rt, scan_id, timeout, on_progress=show))
+    if last.status not in TERMINAL_STATUSES:
+        raise AppError(f"scan {scan_id} still {last.status} after {timeout:.0f} s "
+                       f"({last.shards_done}/{last.shards_total} shards)",
+                       fix=f"read it later: GET /v1/scans/{scan_id}, or raise --timeout")
+    return scans.get_scan(rt, scan_id, violations_limit=0)
 
 
 def _write_output(text: str, output: Path | None) -> None:

@@ -499,13 +499,15 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
             "resource_types": estate.resource_types})
         scan_id = submitted["scan_id"]
         while True:
-            scan = http_json("GET", f"{stack.gateway_url}/v1/scans/{scan_id}?violations_limit=0", stack.api_key)
+            # A long poll, as a client following a scan would: the gateway probes the scan lightly (4 per
+            # second) and answers once it ends.
+            scan = http_json("GET", f"{stack.gateway_url}/v1/scans/{scan_id}?violations_limit=0&wait=30",
+                             stack.api_key)
             if scan["status"] in TERMINAL:
                 break
             if time.perf_counter() - started > options.timeout_s:
                 raise RuntimeError(f"scan {scan_id} still {scan['status']} after {options.timeout_s:.0f} s: "
                                    f"{scan['progress']}")
-            time.sleep(0.25)
         wall_s = time.perf_counter() - started
         moto_cpu, proxy_cpu = cpu_seconds(emulator_pid) - moto_cpu0, cpu_seconds(proxy.pid) - proxy_cpu0
         machine_cpu = machine_busy_seconds() - machine_cpu0

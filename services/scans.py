@@ -681,6 +681,39 @@ def reconcile(rt: Runtime, scan_id: str) -> None:
     finalize_scan(rt, scan_id)
 
 
+@dataclass(frozen=True, slots=True)
+class ScanProbe:
+    """How far a scan is, read in one light query (for waiters asking several times a second)."""
+
+    status: str
+    shards_done: int
+    shards_total: int
+    resources_found: int
+
+
+def probe(rt: Runtime, scan_id: str) -> ScanProbe:
+    """The scan's status and shard counts. A running scan whose shards have all ended is finalized here,
+    as a full read would (its finalize message may have been lost); stale shards are left to ``reconcile``.
+
+    A full status read costs the gateway ~15 ms of CPU (three sessions, the violation count, the whole
+    result model); this is one session and two indexed queries, so waiting on a scan costs next to nothing.
+    """
+    _check_scan_id(scan_id)
+    sh = ScanShardRow
+    done = func.sum(case((sh.status.in_(TERMINAL_SHARD_STATUSES), 1), else_=0))
+    with rt.db.session() as s:
+        status = s.scalar(select(ScanRow.status).where(ScanRow.id == scan_id))
+        if status is None:
+            _get_scan(s, scan_id)  # raises NotFound with its fix
+        counts = s.execute(select(func.count(), done, func.sum(sh.resources_found)).where(sh.scan_id == scan_id)).one()
+    total, finished, found = int(counts[0]), int(counts[1] or 0), int(counts[2] or 0)
+    if status == "running" and total and finished == total:
+        finalize_scan(rt, scan_id)
+        with rt.db.session() as s:
+            status = s.scalar(select(ScanRow.status).where(ScanRow.id == scan_id)) or status
+    return ScanProbe(status=str(status), shards_done=finished, shards_total=total, resources_found=found)
+
+
 def get_scan(rt: Runtime, scan_id: str, *, violations_limit: int = 25,
              filters: ViolationFilters | None = None) -> ScanResult:
     """A scan's status and (when finished) its result, with the first page of violations."""

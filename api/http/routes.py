@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Gauge
@@ -17,12 +17,11 @@ from services.db.models import AccountPolicyRow, ScanRow, ScanShardRow
 from services.errors import AppError
 from services.policy_store import active_policy
 from services.runtime import Runtime
+from services.scan_waiting import wait_for_scan
 from services.schemas import ScanRequest, ScanResult, ScanSummary, ViolationFilters, ViolationPage
 
 
 async def get_runtime(request: Request) -> Runtime:
-    import anyio
-
     runtime: Runtime = await anyio.to_thread.run_sync(request.app.state.runtime)
     return runtime
 
@@ -36,17 +35,14 @@ ops_router = APIRouter(tags=["operations"])
 
 
 @scans_router.post("", status_code=202, response_model=ScanResult)
-def submit_scan(rt: RuntimeDep, body: ScanRequest,
-                wait: Annotated[float, Query(ge=0, le=55, description="Seconds to wait for the result")] = 0,
-                ) -> ScanResult:
+async def submit_scan(rt: RuntimeDep, body: ScanRequest,
+                      wait: Annotated[float, Query(ge=0, le=55, description="Seconds to wait for the result")] = 0,
+                      ) -> ScanResult:
     """Start a scan. Answers 202 with the scan_id at once (or after ``wait`` seconds with the result)."""
-    scan_id = scans.submit(rt, body, requested_by="anonymous")
-    deadline = time.monotonic() + wait
-    while True:
-        result = scans.get_scan(rt, scan_id)
-        if result.status in ("succeeded", "partial", "failed", "cancelled") or time.monotonic() >= deadline:
-            return result
-        time.sleep(0.25)
+    scan_id = await anyio.to_thread.run_sync(lambda: scans.submit(rt, body, requested_by="anonymous"))
+    if wait:
+        await wait_for_scan(rt, scan_id, wait)
+    return await anyio.to_thread.run_sync(lambda: scans.get_scan(rt, scan_id))
 
 
 @scans_router.get("", response_model=list[ScanSummary])
@@ -57,10 +53,15 @@ def list_scans(rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 20,
 
 
 @scans_router.get("/{scan_id}", response_model=ScanResult)
-def get_scan(rt: RuntimeDep, scan_id: str,
-             violations_limit: Annotated[int, Query(ge=0, le=1000)] = 25) -> ScanResult:
+async def get_scan(rt: RuntimeDep, scan_id: str,
+                   violations_limit: Annotated[int, Query(ge=0, le=1000)] = 25,
+                   wait: Annotated[float, Query(ge=0, le=55, description=(
+                       "Seconds to wait for a running scan to end before answering (long poll); 0 answers at "
+                       "once"))] = 0) -> ScanResult:
     """Status, progress and (once finished) the result, with the first page of violations."""
-    return scans.get_scan(rt, scan_id, violations_limit=violations_limit)
+    if wait:
+        await wait_for_scan(rt, scan_id, wait)
+    return await anyio.to_thread.run_sync(lambda: scans.get_scan(rt, scan_id, violations_limit=violations_limit))
 
 
 @scans_router.get("/{scan_id}/violations", response_model=ViolationPage)

@@ -37,9 +37,10 @@ from services.error_sanitizer import ErrorSanitizer, public_hosts_of
 from services.errors import AppError, InvalidInput, NotFound
 from services.policy_store import active_policy
 from services.runtime import Runtime
+from services.scan_waiting import wait_for_scan
+from services.scans import ScanProbe
 from services.schemas import (
     ACCOUNT_ID,
-    TERMINAL_STATUSES,
     ScanRequest,
     ScanResult,
     ScanSummary,
@@ -219,15 +220,10 @@ def build_mcp_server(runtime: Callable[[], Runtime], *, principal: str | Princip
         rt = await anyio.to_thread.run_sync(runtime)
         budget = min(rt.settings.tool_wait_seconds if wait_seconds is None else max(0.0, wait_seconds),
                      rt.settings.tool_wait_seconds)
-        deadline = time.monotonic() + budget
-        reporter = _ProgressReporter(ctx)
-        while True:
-            result = await anyio.to_thread.run_sync(
-                lambda: scans.get_scan(rt, scan_id, violations_limit=limit, filters=filters))
-            await reporter.report(result)
-            if result.status in TERMINAL_STATUSES or time.monotonic() >= deadline:
-                return result
-            await anyio.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+        # Light probes while waiting, one full read at the end (services.scan_waiting).
+        await wait_for_scan(rt, scan_id, budget, on_progress=_ProgressReporter(ctx).report)
+        return await anyio.to_thread.run_sync(
+            lambda: scans.get_scan(rt, scan_id, violations_limit=limit, filters=filters))
 
     @_tool(mcp, STARTS_SCAN)
     async def check_tag_compliance(
@@ -490,12 +486,11 @@ class _ProgressReporter:
         self._ctx = ctx
         self._last: int | None = None
 
-    async def report(self, result: ScanResult) -> None:
-        p = result.progress
+    async def report(self, p: ScanProbe) -> None:
         if self._ctx is None or (self._last is not None and p.shards_done <= self._last):
             return
         self._last = p.shards_done
-        message = (f"scan {result.status}: {p.shards_done}/{p.shards_total} shards done, "
+        message = (f"scan {p.status}: {p.shards_done}/{p.shards_total} shards done, "
                    f"{p.resources_found} resources found")
         try:
             # total is unknown (None) until the scan is planned into shards.

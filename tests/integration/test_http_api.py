@@ -36,6 +36,10 @@ def test_scan_round_trip(client: Any, embedded_runtime: Any) -> None:
     submitted = client.post("/v1/scans", json=body)
     assert submitted.status_code == 202
     scan_id = submitted.json()["scan_id"]
+    # A long poll answers once the scan ends, with the whole result.
+    first = client.get(f"/v1/scans/{scan_id}", params={"wait": 50, "violations_limit": 2}).json()
+    assert first["status"] == "succeeded" and first["progress"]["shards_done"] == first["progress"]["shards_total"]
+    assert first["violations_returned"] == 2 and first["total_resources"] > 0
     done = client.post("/v1/scans", json=body, params={"wait": 50}).json()
     assert done["status"] == "succeeded" and done["data_quality"]["status"] == "complete"
     assert done["total_resources"] == sum(n for (a, _r, _t), n in estate.counts.items()
@@ -87,6 +91,13 @@ def test_bad_scan_requests_get_422_naming_the_field(client: Any, body: dict[str,
 def test_unknown_and_malformed_ids(client: Any) -> None:
     assert _error(client.get("/v1/scans/0b8f1f62-5c1e-4a43-8d7e-3e2f0f7c9a10"), 404)["code"] == "not_found"
     assert _error(client.get("/v1/scans/not-a-scan"), 422)["field"] == "scan_id"
+    # A long poll on a scan that does not exist answers at once, not after the wait.
+    assert _error(client.get("/v1/scans/0b8f1f62-5c1e-4a43-8d7e-3e2f0f7c9a10", params={"wait": 50}),
+                  404)["code"] == "not_found"
+    assert _error(client.get("/v1/scans/not-a-scan", params={"wait": 50}), 422)["field"] == "scan_id"
+    for wait in ("-1", "56", "soon"):
+        assert _error(client.get("/v1/scans/0b8f1f62-5c1e-4a43-8d7e-3e2f0f7c9a10", params={"wait": wait}),
+                      422)["field"] == "query.wait"
     err = _error(client.post("/v1/resources/validate", json={"resource_arns": ["arn:aws:s3"]}), 422)
     assert err["field"] == "resource_arns[0]"
     assert _error(client.post("/v1/resources/validate", json={"resource_arns": []}), 422)["field"] == "resource_arns"

@@ -97,3 +97,48 @@ def test_reconcile_finalizes_a_scan_whose_shards_all_ended(runtime: Runtime) -> 
     result = scans.get_scan(runtime, scan_id, violations_limit=0)  # reconcile fails one, then finalizes
     assert result.status == "partial"
     assert result.progress.shards_done == 2 and result.progress.shards_failed == 1
+
+
+def test_probe_counts_shards_and_finalizes_once_all_ended(runtime: Runtime) -> None:
+    """The light probe a waiter asks several times a second: counts, and the finalize a lost message skipped."""
+    recently = utcnow() - timedelta(seconds=5)
+    scan_id = _running_scan(runtime, {
+        "done": {"status": "succeeded", "attempts": 1, "started_at": recently, "finished_at": recently,
+                 "resources_found": 7},
+        "busy": {"status": "running", "attempts": 1, "started_at": recently},
+    })
+    seen = scans.probe(runtime, scan_id)
+    assert (seen.status, seen.shards_done, seen.shards_total, seen.resources_found) == ("running", 1, 2, 7)
+    with runtime.db.session() as s:
+        shard = s.get(ScanShardRow, f"{scan_id}/busy")
+        shard.status, shard.finished_at = "failed", utcnow()  # type: ignore[union-attr]
+    seen = scans.probe(runtime, scan_id)
+    assert (seen.status, seen.shards_done) == ("partial", 2)
+    assert scans.get_scan(runtime, scan_id, violations_limit=0).data_quality.failed_shards[0].shard == "busy"
+
+
+def test_wait_for_scan_repairs_stale_shards_and_stops_at_its_timeout(runtime: Runtime,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import anyio
+
+    from services import scan_waiting
+
+    long_ago = utcnow() - timedelta(seconds=HARD_LIMIT_S + 120)
+    recently = utcnow() - timedelta(seconds=5)
+    busy = _running_scan(runtime, {"busy": {"status": "running", "attempts": 1, "started_at": recently}})
+    started = time.monotonic()
+    seen = anyio.run(lambda: scan_waiting.wait_for_scan(runtime, busy, 0.6, interval_s=0.05))
+    assert seen.status == "running" and 0.5 <= time.monotonic() - started < 5
+
+    # A dead worker's shard is only found by reconcile, which the wait runs every REPAIR_INTERVAL_S.
+    monkeypatch.setattr(scan_waiting, "REPAIR_INTERVAL_S", 0.1)
+    dead = _running_scan(runtime, {"dead-worker": {"status": "running", "attempts": 1, "started_at": long_ago}})
+    probes: list[scans.ScanProbe] = []
+
+    async def record(p: scans.ScanProbe) -> None:
+        probes.append(p)
+
+    seen = anyio.run(lambda: scan_waiting.wait_for_scan(runtime, dead, 20, on_progress=record, interval_s=0.05))
+    assert seen.status == "failed" and probes[-1] == seen and probes[0].status == "running"
