@@ -289,7 +289,8 @@ class Stack:
 
 @contextmanager
 def production_stack(proxy_url: str, home: Path, *, worker_processes: int, concurrency: int,
-                     rate: float, burst: int, regions: Sequence[str], pool: str = "prefork") -> Iterator[Stack]:
+                     rate: float, burst: int, regions: Sequence[str], pool: str = "prefork",
+                     worker_nice: int | None = None) -> Iterator[Stack]:
     """Gateway + Celery workers on a fresh database and Redis db 12, boto3 pointed at the proxy."""
     import redis
 
@@ -317,12 +318,14 @@ def production_stack(proxy_url: str, home: Path, *, worker_processes: int, concu
             "FINOPS_REGIONS": ",".join(regions),
             # Client-side budget per (account, region, API family), shared through Redis: the proxy's rate.
             "FINOPS_API_RATE_PER_S": str(rate), "FINOPS_API_BURST": str(burst),
-            # The benchmark polls its own scan every 0.25 s: the per-principal agent limits are not under test.
+            # The benchmark follows its own scan: the per-principal agent limits are not under test.
             "FINOPS_AGENT_CALLS_PER_MINUTE": "0", "FINOPS_AGENT_REPEAT_LIMIT": "0",
             "FINOPS_AGENT_POLL_REPEAT_LIMIT": "0", "FINOPS_AGENT_DAILY_READ_CALLS": "0",
             "FINOPS_AGENT_DAILY_EXPENSIVE_CALLS": "0",
             "PYTHONPATH": str(ROOT),
         })
+        if worker_nice is not None:
+            env["FINOPS_WORKER_NICE"] = str(worker_nice)
         sampler = RssSampler()
         port = free_port()
         gateway_log = home / "gateway.log"
@@ -389,6 +392,37 @@ def http_json(method: str, url: str, api_key: str, body: Any = None, timeout: fl
 # ------------------------------------------------------------------------------------------- one run
 
 
+class StatusReader:
+    """Reads the scan's status once a second while it runs, as a dashboard would, and times each answer:
+    how responsive the gateway stays while the workers scan on the same cores."""
+
+    def __init__(self, url: str, api_key: str, every_s: float = 1.0) -> None:
+        self._url, self._api_key, self._every_s = url, api_key, every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-reader", daemon=True)
+        self.seconds: list[float] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every_s):
+            started = time.perf_counter()
+            http_json("GET", self._url, self._api_key)
+            self.seconds.append(time.perf_counter() - started)
+
+    def summary_ms(self) -> dict[str, float | int]:
+        ms = sorted(s * 1000 for s in self.seconds)
+        if not ms:
+            return {"reads": 0}
+        return {"reads": len(ms), "p50": round(ms[len(ms) // 2], 1),
+                "p95": round(ms[min(len(ms) - 1, math.ceil(len(ms) * 0.95) - 1)], 1), "max": round(ms[-1], 1)}
+
+
 @dataclass
 class RunOptions:
     latency_ms: float
@@ -399,6 +433,7 @@ class RunOptions:
     sequential_sample_accounts: int
     timeout_s: float
     pool: str = "prefork"
+    worker_nice: int | None = None  # None: the deployment default (Settings.worker_nice)
 
 
 def scan_duplicates(database_url: str, scan_id: str) -> dict[str, int]:
@@ -484,7 +519,8 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
                     burst=options.burst) as proxy, \
             production_stack(proxy.url, home, worker_processes=options.worker_processes,
                              concurrency=options.concurrency, rate=options.rate, burst=options.burst,
-                             regions=estate.regions, pool=options.pool) as stack:
+                             regions=estate.regions, pool=options.pool,
+                             worker_nice=options.worker_nice) as stack:
         stack.sampler.watch("proxy", proxy.pid)
         proxy.reset()
         moto_cpu0, proxy_cpu0 = cpu_seconds(emulator_pid), cpu_seconds(proxy.pid)
@@ -498,6 +534,8 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
             "accounts": estate.member_account_ids, "regions": estate.regions,
             "resource_types": estate.resource_types})
         scan_id = submitted["scan_id"]
+        reader = StatusReader(f"{stack.gateway_url}/v1/scans/{scan_id}?violations_limit=0", stack.api_key)
+        reader.start()
         while True:
             # A long poll, as a client following a scan would: the gateway probes the scan lightly (4 per
             # second) and answers once it ends.
@@ -509,6 +547,7 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
                 raise RuntimeError(f"scan {scan_id} still {scan['status']} after {options.timeout_s:.0f} s: "
                                    f"{scan['progress']}")
         wall_s = time.perf_counter() - started
+        reader.stop()
         moto_cpu, proxy_cpu = cpu_seconds(emulator_pid) - moto_cpu0, cpu_seconds(proxy.pid) - proxy_cpu0
         machine_cpu = machine_busy_seconds() - machine_cpu0
         services_cpu = {k: v - services_cpu0.get(k, 0.0) for k, v in service_cpu_seconds(database).items()}
@@ -553,6 +592,8 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         "chain_floor_s": chain_floor,
         "emulator_floor_s": emulator_floor * fewest.total / max(1, proxy_stats["requests"]),
     }
+    from services.config import Settings
+
     worker_peaks = {k: round(v, 1) for k, v in peaks.items() if k.startswith("worker-")}
     report: dict[str, Any] = {
         "bench": "scale",
@@ -563,7 +604,10 @@ def run_once(estate: Any, emulator_pid: int, emulator_url: str, options: RunOpti
         "rate_per_api": options.rate,
         "burst": options.burst,
         "worker_processes": options.worker_processes,
+        "status_read_ms_during_scan": reader.summary_ms(),
         "worker_pool": options.pool,
+        "worker_nice": options.worker_nice if options.worker_nice is not None
+        else Settings.model_fields["worker_nice"].default,
         "worker_concurrency_each": options.concurrency,
         "total_worker_concurrency": concurrency,
         "peak_calls_in_flight": int(proxy_stats.get("peak_in_flight", 0)),
@@ -688,6 +732,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     # with 4 (docker-compose's setting; wall times overlap) and slower with 8 (16 pool processes contend for
     # the cores). More slots keep the emulator busier.
     parser.add_argument("--concurrency", type=int, default=6, help="prefork children per worker (default 6)")
+    parser.add_argument("--worker-nice", type=int, choices=range(20), default=None, metavar="0-19",
+                        help="CPU priority the workers lower themselves to (FINOPS_WORKER_NICE; default: the "
+                             "deployment default, 10)")
     parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
                         help="celery pool of the workers (default prefork: one process per concurrency slot)")
     parser.add_argument("--sequential-sample", type=int, default=2,
@@ -749,7 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for latency in (lat for n, lat in plans if n == accounts):
                     _say(args, f"scanning at {latency:g} ms ...")
                     options = RunOptions(latency, args.rate_per_api, burst, args.worker_processes, args.concurrency,
-                                         args.sequential_sample, args.timeout, args.pool)
+                                         args.sequential_sample, args.timeout, args.pool, args.worker_nice)
                     run_home = home / f"{accounts}-{latency:g}"
                     run_home.mkdir()
                     report = run_once(estate, emulator.pid, emulator.endpoint_url, options, fewest, run_home)

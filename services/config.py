@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     shard_split_resources: int = Field(default=1000, ge=1, le=10_000_000, description=(
         "A type with at least this many resources in an account-region at its last scan gets a shard of its own."))
     embedded_worker_threads: int = Field(default=4, ge=1, le=32)
+    # Scan workers are batch work beside interactive readers: on a shared host (the compose stack) they
+    # yield the CPU to the gateway, PostgreSQL and Redis, whose answers every shard and every client waits on.
+    # On a host of their own it changes nothing.
+    worker_nice: int = Field(default=10, ge=0, le=19, description=(
+        "CPU priority (nice value) Celery workers lower themselves to at start; 0 keeps the inherited one."))
     api_call_attempts: int = Field(default=5, ge=1, le=10)
     # Client-side budgets per (account, region, API family), shared through Redis by every worker in
     # production (scanner.shared_ratelimit), per process in the embedded mode.

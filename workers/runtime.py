@@ -55,6 +55,26 @@ def _own_connections_in_pool_process(**_kwargs: Any) -> None:
 
 
 @worker_init.connect
+def _lower_cpu_priority(**_kwargs: Any) -> None:
+    """Lower the worker's CPU priority to FINOPS_WORKER_NICE before the pool forks (its processes inherit it).
+
+    Shards are throughput work, and each spends most of its time waiting on PostgreSQL, Redis and the cloud;
+    on a host shared with the gateway and the database, a worker that yields the CPU to them keeps the API
+    responsive and lets every shard's writes through sooner. Measured on bench.scale (2 cores, emulator on
+    the same host): 200 ms ratio to floor 1.38 at nice 0, 1.30 at nice 10. Only ever lowered: a worker
+    started under a higher nice value keeps it, and raising priority would need privileges."""
+    import os
+
+    wanted = get_settings().worker_nice
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if wanted > current:
+            os.setpriority(os.PRIO_PROCESS, 0, wanted)
+    except OSError as exc:  # a sandbox refusing setpriority: run at the inherited priority
+        logger.warning("could not lower the worker's CPU priority to nice %d: %s", wanted, exc)
+
+
+@worker_init.connect
 def _prepare_aws_before_forking(**_kwargs: Any) -> None:
     """Parse the AWS models every collector's clients need once, in the main process, before the pool
     forks: each pool process inherits them instead of parsing them on its first shard (scanner.providers

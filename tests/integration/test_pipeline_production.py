@@ -62,6 +62,10 @@ def test_scan_through_redis_and_a_celery_worker(production: dict[str, Any]) -> N
     expected = expected_by_type(estate, list(estate.member_account_ids))
     assert {k: v.total for k, v in result.breakdowns.by_resource_type.items()} == expected
     assert "scan.shard" in worker.log_text()  # the separate worker process did the work
+    # The worker lowered its CPU priority before forking (FINOPS_WORKER_NICE, default 10): its pool too.
+    pool = [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _parent_of(int(p.name)) == worker.proc.pid]
+    assert pool and {os.getpriority(os.PRIO_PROCESS, pid) for pid in [worker.proc.pid, *pool]} == {10}
 
     # The gateway serves the same rows (one code path).
     from api.http.app import create_app
@@ -100,6 +104,13 @@ def test_scan_through_redis_and_a_celery_worker(production: dict[str, Any]) -> N
         after = (s.scalar(select(func.count()).select_from(ScanResourceRow).where(ScanResourceRow.scan_id == scan_id)),
                  s.scalar(select(func.count()).select_from(ViolationRow).where(ViolationRow.scan_id == scan_id)))
     assert after == before
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # the process ended meanwhile
+        return None
 
 
 def test_production_mode_refuses_embedded_defaults() -> None:
