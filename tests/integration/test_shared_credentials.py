@@ -22,6 +22,8 @@ def _factory(endpoint: str, cache: Any, calls: list[str]) -> AwsSessionFactory:
     factory = AwsSessionFactory(endpoint_url=endpoint, credentials=creds, credential_cache=cache,
                                 external_id="ext-1")
     factory.base_session().events.register("before-send.sts.AssumeRole", lambda **_kw: calls.append("assume"))
+    factory.base_session().events.register("before-send.sts.GetCallerIdentity",
+                                           lambda **_kw: calls.append("who-am-i"))
     return factory
 
 
@@ -45,7 +47,9 @@ def test_workers_share_one_assume_role_per_account(emulator: Any, redis_url: str
         t.start()
     for t in threads:
         t.join(60)
-    assert calls == ["assume"] and len(set(keys)) == 1, (calls, keys)
+    # One GetCallerIdentity (to tell the caller's own account from members) and one AssumeRole for all eight.
+    assert sorted(calls) == ["assume", "who-am-i"] and len(set(keys)) == 1, (calls, keys)
+    assert {f.caller_account() for f in factories} == {emulator.client("sts").get_caller_identity()["Account"]}
     # The shared credentials work: the member's own identity answers.
     sts = factories[3].client(MEMBER, "sts", "us-east-1")
     assert sts.get_caller_identity()["Account"] == MEMBER
@@ -54,14 +58,14 @@ def test_workers_share_one_assume_role_per_account(emulator: Any, redis_url: str
                               credentials={k: v for k, v in fake_credentials().items() if k != "region_name"})
     other.base_session().events.register("before-send.sts.AssumeRole", lambda **_kw: calls.append("assume"))
     other.credentials_for(MEMBER)
-    assert calls == ["assume", "assume"]
+    assert sorted(calls) == ["assume", "assume", "who-am-i"]  # the caller's account still came from Redis
 
 
 def test_without_sharing_each_process_assumes(emulator: Any) -> None:
     calls: list[str] = []
     for factory in [_factory(emulator.endpoint_url, None, calls) for _ in range(3)]:
         factory.credentials_for(MEMBER)
-    assert calls == ["assume"] * 3
+    assert calls == ["who-am-i", "assume"] * 3
 
 
 def test_redis_down_still_assumes_in_the_process(emulator: Any) -> None:
@@ -69,4 +73,4 @@ def test_redis_down_still_assumes_in_the_process(emulator: Any) -> None:
     dead = RedisCredentialCache(f"redis://127.0.0.1:{free_port()}/0")
     factory = _factory(emulator.endpoint_url, dead, calls)
     assert factory.client(MEMBER, "sts", "us-east-1").get_caller_identity()["Account"] == MEMBER
-    assert calls == ["assume"]
+    assert calls == ["who-am-i", "assume"]  # both asked in the process

@@ -41,10 +41,12 @@ MAX_CACHED_CLIENTS = 128
 MAX_CACHED_CREDENTIALS = 64
 ASSUME_ROLE_DURATION_S = 3600
 ROLE_SESSION_NAME = "finops-tag-compliance"
+CALLER_IDENTITY_TTL_S = 86400.0
 
 
 class CredentialCache(Protocol):
-    """Assumed-role credentials shared between processes (scanner.shared_credentials)."""
+    """Assumed-role credentials, and the base credentials' account, shared between processes
+    (scanner.shared_credentials)."""
 
     def get_or_create(self, role_arn: str, external_id: str | None, create: Callable[[], dict[str, str]],
                       ttl_for: Callable[[dict[str, str]], float]) -> dict[str, str]: ...
@@ -319,11 +321,27 @@ class AwsSessionFactory:
             return self._base
 
     def caller_account(self) -> str:
-        """Account id of the base credentials (STS GetCallerIdentity, asked once)."""
+        """Account id of the base credentials (STS GetCallerIdentity, asked once per process; with a
+        ``credential_cache``, once for every process sharing it)."""
         with self._lock:
             if self._caller_account is None:
-                self._caller_account = str(self._base_sts().get_caller_identity()["Account"])
+                self._caller_account = self._look_up_caller_account()
             return self._caller_account
+
+    def _look_up_caller_account(self) -> str:
+        def ask() -> dict[str, str]:
+            return {"Account": str(self._base_sts().get_caller_identity()["Account"])}
+
+        if self.credential_cache is None:
+            return ask()["Account"]
+        base = self.base_session().get_credentials()
+        if base is None:
+            raise botocore.exceptions.NoCredentialsError()
+        # An access key belongs to one principal of one account for good, so its answer never goes stale; the
+        # endpoint is part of the key for emulators that answer the same test keys with different accounts.
+        # Every pool process asked on its first shard: ~24 calls and a round trip before each first shard.
+        key = f"caller-identity:{self.endpoint_url or ''}:{base.get_frozen_credentials().access_key}"
+        return self.credential_cache.get_or_create(key, None, ask, lambda _answer: CALLER_IDENTITY_TTL_S)["Account"]
 
     def role_arn(self, account_id: str) -> str:
         """The role assumed in ``account_id``."""
