@@ -22,6 +22,7 @@ BROKER_PATIENCE_S = 60.0
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+_shares_process = False  # use_runtime was called: the worker runs inside the gateway's (or CLI's) process
 
 
 def worker_runtime() -> Runtime:
@@ -36,9 +37,10 @@ def worker_runtime() -> Runtime:
 
 def use_runtime(runtime: Runtime) -> None:
     """Share an already-built Runtime (embedded mode: the gateway and its worker thread are one process)."""
-    global _runtime
+    global _runtime, _shares_process
     with _lock:
         _runtime = runtime
+        _shares_process = True
 
 
 @worker_process_init.connect
@@ -65,6 +67,8 @@ def _lower_cpu_priority(**_kwargs: Any) -> None:
     started under a higher nice value keeps it, and raising priority would need privileges."""
     import os
 
+    if _shares_process:
+        return  # an embedded worker: the process is the gateway's (or the CLI's), which must stay responsive
     wanted = get_settings().worker_nice
     try:
         current = os.getpriority(os.PRIO_PROCESS, 0)
