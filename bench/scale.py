@@ -14,7 +14,8 @@ What runs, all on 127.0.0.1 and all stopped by this program (by PID) when it end
   error is answered;
 * per run: a fresh PostgreSQL database, Redis db 12 (flushed), the gateway (``finops-tags serve``) and
   ``--worker-processes`` Celery workers (prefork, ``--concurrency`` children each) whose boto3 goes through
-  the proxy (AWS_ENDPOINT_URL). The scan is submitted over HTTP and polled until it ends.
+  the proxy (AWS_ENDPOINT_URL). The scan is submitted over HTTP and followed with a long poll
+  (``GET /v1/scans/{id}?wait=30``) until it ends, while a status read once a second times the gateway.
 
 Each run prints one JSON object (and appends it to ``--out``): wall time and the floor a perfect scan needs
 here (formula and terms in the object), API calls against the fewest the estate needs (how counted is in
