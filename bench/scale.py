@@ -402,6 +402,7 @@ class StatusReader:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="status-reader", daemon=True)
         self.seconds: list[float] = []
+        self.errors: list[str] = []  # a failed read is reported, and the reader goes on
 
     def start(self) -> None:
         self._thread.start()
@@ -413,15 +414,20 @@ class StatusReader:
     def _run(self) -> None:
         while not self._done.wait(self._every_s):
             started = time.perf_counter()
-            http_json("GET", self._url, self._api_key)
+            try:
+                http_json("GET", self._url, self._api_key)
+            except (OSError, RuntimeError, ValueError) as exc:  # urllib's errors are OSErrors
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                continue
             self.seconds.append(time.perf_counter() - started)
 
-    def summary_ms(self) -> dict[str, float | int]:
+    def summary_ms(self) -> dict[str, Any]:
         ms = sorted(s * 1000 for s in self.seconds)
-        if not ms:
-            return {"reads": 0}
-        return {"reads": len(ms), "p50": round(ms[len(ms) // 2], 1),
-                "p95": round(ms[min(len(ms) - 1, math.ceil(len(ms) * 0.95) - 1)], 1), "max": round(ms[-1], 1)}
+        summary: dict[str, Any] = {"reads": len(ms), "failed": len(self.errors), "errors": self.errors[:5]}
+        if ms:
+            summary.update(p50=round(ms[len(ms) // 2], 1), max=round(ms[-1], 1),
+                           p95=round(ms[min(len(ms) - 1, math.ceil(len(ms) * 0.95) - 1)], 1))
+        return summary
 
 
 @dataclass

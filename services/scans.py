@@ -575,17 +575,19 @@ def maybe_finalize(rt: Runtime, scan_id: str) -> None:
 
 # ------------------------------------------------------------------------------------------- finalize
 
-def finalize_scan(rt: Runtime, scan_id: str) -> None:
-    """Aggregate counts, score, breakdowns and data quality. Idempotent."""
+def finalize_scan(rt: Runtime, scan_id: str) -> str:
+    """Aggregate counts, score, breakdowns and data quality. Idempotent. Returns the scan's status after it."""
     with rt.db.session() as s:
         scan = _get_scan(s, scan_id)
         if scan.status in TERMINAL_STATUSES or (scan.data_quality or {}).get(PLANNING_KEY):
-            return
+            return scan.status
         # Counted first: every status read of a running scan gets here (reconcile).
         if _unfinished_shards(s, scan_id):
-            return
+            return scan.status
         _aggregate(s, scan, _shards(s, scan_id))
-    metrics.SCANS_FINISHED.labels(status=scan.status).inc()
+        status = scan.status
+    metrics.SCANS_FINISHED.labels(status=status).inc()
+    return status
 
 
 def _aggregate(s: Session, scan: ScanRow, shards: list[ScanShardRow]) -> None:
@@ -708,9 +710,7 @@ def probe(rt: Runtime, scan_id: str) -> ScanProbe:
         counts = s.execute(select(func.count(), done, func.sum(sh.resources_found)).where(sh.scan_id == scan_id)).one()
     total, finished, found = int(counts[0]), int(counts[1] or 0), int(counts[2] or 0)
     if status == "running" and total and finished == total:
-        finalize_scan(rt, scan_id)
-        with rt.db.session() as s:
-            status = s.scalar(select(ScanRow.status).where(ScanRow.id == scan_id)) or status
+        status = finalize_scan(rt, scan_id)
     return ScanProbe(status=str(status), shards_done=finished, shards_total=total, resources_found=found)
 
 
